@@ -1,0 +1,249 @@
+"""Per-account state and how each event moves it. Pure: no I/O, event time only.
+
+The transaction history is kept column-wise in arrays so that a 30-day window costs
+tens of bytes per transaction, not hundreds (the state bar is 4 KB per account).
+
+>>> from duoli.events import parse_event
+>>> state = AccountState.fresh("a1", credit_limit=5000.0, apr=0.18)
+>>> opened = parse_event('{"type": "credit_line_opened", "event_id": "o1", "account_id": "a1",'
+...     ' "occurred_at": "2026-01-01T00:00:00Z", "credit_limit": 8000, "apr": 0.2}')
+>>> apply_event(state, opened)
+>>> state.credit_limit, state.opened
+(8000.0, True)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from array import array
+from dataclasses import astuple, dataclass, field
+from hashlib import blake2b
+from typing import Any
+
+from duoli.events import CreditLineOpened, Event, FraudLabel, InstallmentDue, Repayment, Transaction
+
+__all__ = ["HISTORY_SECONDS", "AccountState", "Installment", "apply_event", "id_hash"]
+
+DAY = 86_400.0
+HISTORY_SECONDS = 35 * DAY  # the 30-day window plus room for late events
+MAX_HISTORY = 512  # a hard cap so one hyperactive account cannot exhaust memory
+KINDS = ("purchase", "cash_withdrawal", "loan_drawdown")
+EWMA_ALPHA = 0.1
+
+
+def id_hash(event_id: str) -> int:
+    """A stable signed 64-bit fingerprint of an event id (for dedup and label lookups)."""
+    return int.from_bytes(blake2b(event_id.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+@dataclass(slots=True)
+class Installment:
+    due_at: float
+    amount_due: float
+    event_id: str = ""  # the installment_due event, cited by delinquency alerts
+    paid: float = 0.0
+    alerted: int = 0  # bit i set once the i-th days-past-due threshold has alerted
+
+    @property
+    def owed(self) -> float:
+        return max(self.amount_due - self.paid, 0.0)
+
+
+@dataclass(slots=True)
+class AccountState:
+    """Everything Duoli remembers about one account."""
+
+    account_id: str
+    credit_limit: float
+    apr: float
+    opened_at: float | None = None
+    balance: float = 0.0
+    latest_at: float = 0.0
+    partition: int = -1
+    tx_count: int = 0
+    log_mean: float = 0.0
+    log_var: float = 0.0
+    on_time_streak: int = 0
+    confirmed_frauds: int = 0
+    last_fraud_score: float = 0.0
+    tx_times: array[float] = field(default_factory=lambda: array("d"))
+    tx_amounts: array[float] = field(default_factory=lambda: array("d"))
+    tx_kinds: bytearray = field(default_factory=bytearray)
+    tx_ids: array[int] = field(default_factory=lambda: array("q"))
+    tx_merchants: list[str] = field(default_factory=list)
+    tx_devices: list[str] = field(default_factory=list)
+    tx_cities: list[str] = field(default_factory=list)
+    seen_ids: array[int] = field(default_factory=lambda: array("q"))
+    seen_times: array[float] = field(default_factory=lambda: array("d"))
+    installments: dict[str, Installment] = field(default_factory=dict)
+
+    @classmethod
+    def fresh(cls, account_id: str, credit_limit: float, apr: float) -> AccountState:
+        """An account never seen: default terms, not dropped."""
+        return cls(account_id=account_id, credit_limit=credit_limit, apr=apr)
+
+    @property
+    def opened(self) -> bool:
+        return self.opened_at is not None
+
+    def has_seen(self, event_id: str) -> bool:
+        return id_hash(event_id) in self.seen_ids
+
+    def remember(self, event_id: str, at: float) -> None:
+        self.seen_ids.append(id_hash(event_id))
+        self.seen_times.append(at)
+
+    def find_transaction(self, event_id: str) -> int | None:
+        """Index of a transaction still in the history, or None."""
+        fingerprint = id_hash(event_id)
+        return self.tx_ids.index(fingerprint) if fingerprint in self.tx_ids else None
+
+    def forget_before(self, horizon: float) -> None:
+        """Drop history older than the horizon (and beyond the hard cap)."""
+        _prune(self.seen_times, self.seen_ids, horizon, cap=MAX_HISTORY * 2)
+        keep = _first_kept(self.tx_times, horizon, MAX_HISTORY)
+        if keep:
+            for column in self._tx_columns():
+                del column[:keep]
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready form for the table's changelog."""
+        data = {name: getattr(self, name) for name in _SCALARS}
+        data.update({name: list(getattr(self, name)) for name in _COLUMNS})
+        data["installments"] = {key: list(astuple(i)) for key, i in self.installments.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AccountState:
+        state = cls(**{name: data[name] for name in _SCALARS})
+        for name in _COLUMNS:
+            column = getattr(state, name)
+            values = data[name]
+            column.extend(map(sys.intern, values) if isinstance(column, list) else values)
+        state.installments = {key: Installment(*values) for key, values in data["installments"].items()}
+        return state
+
+    def _tx_columns(self) -> tuple[Any, ...]:
+        return (
+            self.tx_times,
+            self.tx_amounts,
+            self.tx_kinds,
+            self.tx_ids,
+            self.tx_merchants,
+            self.tx_devices,
+            self.tx_cities,
+        )
+
+
+_SCALARS = (
+    "account_id", "credit_limit", "apr", "opened_at", "balance", "latest_at", "partition",
+    "tx_count", "log_mean", "log_var", "on_time_streak", "confirmed_frauds", "last_fraud_score",
+)  # fmt: skip
+_COLUMNS = (
+    "tx_times", "tx_amounts", "tx_kinds", "tx_ids", "tx_merchants", "tx_devices", "tx_cities",
+    "seen_ids", "seen_times",
+)  # fmt: skip
+
+
+def _first_kept(times: array[float], horizon: float, cap: int) -> int:
+    """How many leading entries fall before the horizon or beyond the cap."""
+    drop = 0
+    while drop < len(times) and times[drop] < horizon:
+        drop += 1
+    return max(drop, len(times) - cap)
+
+
+def _prune(times: array[float], ids: array[int], horizon: float, cap: int) -> None:
+    keep = _first_kept(times, horizon, cap)
+    if keep:
+        del times[:keep]
+        del ids[:keep]
+
+
+def apply_event(state: AccountState, event: Event) -> None:
+    """Move the state by one validated event (the caller has checked dedup and lateness)."""
+    state.remember(event.event_id, event.at)
+    state.latest_at = max(state.latest_at, event.at)
+    _APPLY[type(event)](state, event)
+    state.forget_before(state.latest_at - HISTORY_SECONDS)
+
+
+def _open(state: AccountState, event: CreditLineOpened) -> None:
+    state.credit_limit = event.credit_limit
+    state.apr = event.apr
+    state.opened_at = event.at
+
+
+def _transact(state: AccountState, event: Transaction) -> None:
+    state.tx_times.append(event.at)
+    state.tx_amounts.append(event.amount)
+    state.tx_kinds.append(KINDS.index(event.kind))
+    state.tx_ids.append(id_hash(event.event_id))
+    state.tx_merchants.append(sys.intern(event.merchant_id))
+    state.tx_devices.append(sys.intern(event.device_id or ""))
+    state.tx_cities.append(sys.intern(event.city or ""))
+    state.balance += event.amount
+    _learn_amount(state, event.amount)
+
+
+def _learn_amount(state: AccountState, amount: float) -> None:
+    """Exponentially weighted mean and variance of the log amount: the account's norm."""
+    value = math.log1p(amount)
+    if state.tx_count == 0:
+        state.log_mean = value
+    else:
+        delta = value - state.log_mean
+        state.log_mean += EWMA_ALPHA * delta
+        state.log_var = (1 - EWMA_ALPHA) * (state.log_var + EWMA_ALPHA * delta * delta)
+    state.tx_count += 1
+
+
+def _bill(state: AccountState, event: InstallmentDue) -> None:
+    previous = state.installments.get(event.installment_id)
+    paid = previous.paid if previous else 0.0
+    state.installments[event.installment_id] = Installment(
+        event.due_at.timestamp(), event.amount_due, event.event_id, paid
+    )
+
+
+def _repay(state: AccountState, event: Repayment) -> None:
+    state.balance = max(state.balance - event.amount, 0.0)
+    remaining = event.amount
+    for installment_id in _repayment_order(state, event.installment_id):
+        installment = state.installments[installment_id]
+        paying = min(remaining, installment.owed)
+        installment.paid += paying
+        remaining -= paying
+        if installment.owed <= 0.005:
+            _settle(state, installment_id, event.at)
+        if remaining <= 0:
+            break
+
+
+def _repayment_order(state: AccountState, target: str | None) -> list[str]:
+    """The named installment first, then the oldest outstanding ones."""
+    by_due = sorted(state.installments, key=lambda key: state.installments[key].due_at)
+    if target in state.installments:
+        by_due.remove(target)
+        by_due.insert(0, target)
+    return by_due
+
+
+def _settle(state: AccountState, installment_id: str, at: float) -> None:
+    installment = state.installments.pop(installment_id)
+    state.on_time_streak = state.on_time_streak + 1 if at <= installment.due_at else 0
+
+
+def _label(state: AccountState, event: FraudLabel) -> None:
+    if event.is_fraud:
+        state.confirmed_frauds += 1
+
+
+_APPLY: dict[type, Any] = {
+    CreditLineOpened: _open,
+    Transaction: _transact,
+    InstallmentDue: _bill,
+    Repayment: _repay,
+    FraudLabel: _label,
+}

@@ -1,0 +1,202 @@
+"""Features of one event against its account's state, as of the event's time. Pure.
+
+Computed *before* the event is applied, counting the event itself in its windows, so
+an out-of-order event sees exactly the transactions that happened before it.
+
+>>> from duoli.account import AccountState
+>>> from duoli.events import parse_event
+>>> state = AccountState.fresh("a1", credit_limit=1000.0, apr=0.18)
+>>> tx = parse_event('{"type": "transaction", "event_id": "t1", "account_id": "a1",'
+...     ' "occurred_at": "2026-01-01T09:00:00Z", "amount": 250, "merchant_id": "m1"}')
+>>> facts = transaction_features(state, tx)
+>>> facts["tx_count_1h"], facts["utilisation_after"]
+(1, 0.25)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from duoli.account import DAY, AccountState
+from duoli.events import Repayment, Transaction
+
+__all__ = ["WINDOWS", "account_features", "repayment_features", "transaction_features"]
+
+HOUR = 3600.0
+WINDOWS = (("1h", HOUR), ("24h", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
+SMALL_AMOUNT = 20.0
+NEW_ENTITY_WINDOW = 30 * DAY
+_EMPTY_MERCHANT = {
+    "merchant_tx_count_7d": 0,
+    "merchant_amount_7d": 0.0,
+    "merchant_labelled_30d": 0,
+    "merchant_frauds_30d": 0,
+    "merchant_fraud_share": 0.0,
+}
+
+
+def transaction_features(
+    state: AccountState,
+    event: Transaction,
+    merchant: dict[str, Any] | None = None,
+    grace_seconds: float = 0.0,
+) -> dict[str, Any]:
+    """Every name of ``duoli.catalog`` for a transaction."""
+    facts = _event_fields(event)
+    facts.update(_window_features(state, event))
+    facts.update(_norm_features(state, event.amount))
+    facts.update(account_features(state, event.at, grace_seconds))
+    facts["utilisation_after"] = (state.balance + event.amount) / state.credit_limit
+    facts["repayment_ratio"] = 1.0
+    facts.update(merchant or _EMPTY_MERCHANT)
+    return facts
+
+
+def repayment_features(
+    state: AccountState, event: Repayment, grace_seconds: float = 0.0
+) -> dict[str, Any]:
+    """The catalog's names for a repayment: account state and how much of the bill it covers."""
+    facts: dict[str, Any] = {name: 0 for name in _WINDOW_NAMES}
+    facts["seconds_since_prev_tx"] = math.inf
+    facts.update(_event_fields(event))
+    facts.update(_norm_features(state, event.amount))
+    facts.update(account_features(state, event.at, grace_seconds))
+    facts["utilisation_after"] = facts["utilisation"]
+    facts["repayment_ratio"] = _repayment_ratio(state, event)
+    facts.update(_EMPTY_MERCHANT)
+    return facts
+
+
+def account_features(state: AccountState, now: float, grace_seconds: float) -> dict[str, Any]:
+    """Terms, balance and repayment standing of the account at ``now``."""
+    overdue = [i for i in state.installments.values() if i.due_at + grace_seconds < now]
+    oldest_due = min((i.due_at for i in overdue), default=now)
+    return {
+        "credit_limit": state.credit_limit,
+        "apr": state.apr,
+        "balance": state.balance,
+        "utilisation": state.balance / state.credit_limit,
+        "account_age_days": (now - state.opened_at) / DAY if state.opened_at else 0.0,
+        "is_opened": state.opened,
+        "outstanding_installments": len(state.installments),
+        "overdue_installments": len(overdue),
+        "days_past_due": days_past_due(oldest_due, now, grace_seconds) if overdue else 0,
+        "on_time_streak": state.on_time_streak,
+    }
+
+
+def days_past_due(due_at: float, now: float, grace_seconds: float) -> int:
+    """Whole days since the installment became overdue (due_at plus grace)."""
+    return max(int((now - due_at - grace_seconds) // DAY), 0)
+
+
+def _event_fields(event: Transaction | Repayment) -> dict[str, Any]:
+    is_tx = isinstance(event, Transaction)
+    return {
+        "event_type": event.type,
+        "amount": event.amount,
+        "kind": event.kind if is_tx else "",
+        "currency": event.currency if is_tx else "CNY",
+        "merchant_id": event.merchant_id if is_tx else "",
+        "merchant_category": (event.merchant_category or "") if is_tx else "",
+        "channel": (event.channel or "") if is_tx else "",
+        "device_id": (event.device_id or "") if is_tx else "",
+        "city": (event.city or "") if is_tx else "",
+        "hour_of_day": event.occurred_at.hour,
+    }
+
+
+def _window_features(state: AccountState, event: Transaction) -> dict[str, Any]:
+    """Counts, sums and distinct entities over each window, in one pass over the history."""
+    now = event.at
+    counts, sums = [1] * 4, [event.amount] * 4
+    merchants: list[set[str]] = [{event.merchant_id} for _ in WINDOWS]
+    devices: list[set[str]] = [{event.device_id or ""} for _ in WINDOWS]
+    cities: list[set[str]] = [{event.city or ""} for _ in WINDOWS]
+    small = [int(event.amount < SMALL_AMOUNT)] * 2
+    cash = [int(event.kind == "cash_withdrawal"), event.amount if event.kind == "cash_withdrawal" else 0.0]
+    seen_device = seen_city = seen_merchant = False
+    previous = -math.inf
+    history = zip(
+        state.tx_times, state.tx_amounts, state.tx_kinds,
+        state.tx_merchants, state.tx_devices, state.tx_cities, strict=True,
+    )  # fmt: skip
+    for at, amount, kind, merchant, device, city in history:
+        age = now - at
+        if age < 0 or age >= NEW_ENTITY_WINDOW:
+            continue
+        previous = max(previous, at)
+        seen_merchant = seen_merchant or merchant == event.merchant_id
+        seen_device = seen_device or device == (event.device_id or "")
+        seen_city = seen_city or city == (event.city or "")
+        for index, (_, width) in enumerate(WINDOWS):
+            if age < width:
+                counts[index] += 1
+                sums[index] += amount
+                merchants[index].add(merchant)
+                devices[index].add(device)
+                cities[index].add(city)
+        if amount < SMALL_AMOUNT and age < DAY:
+            small[1] += 1
+            small[0] += age < HOUR
+        if kind == 1 and age < DAY:
+            cash[0] += 1
+            cash[1] += amount
+    has_history = previous > -math.inf
+    facts: dict[str, Any] = {
+        "small_tx_count_1h": small[0],
+        "small_tx_count_24h": small[1],
+        "cash_withdrawal_count_24h": cash[0],
+        "cash_withdrawal_sum_24h": cash[1],
+        "seconds_since_prev_tx": now - previous if has_history else math.inf,
+        "is_new_device": has_history and bool(event.device_id) and not seen_device,
+        "is_new_city": has_history and bool(event.city) and not seen_city,
+        "is_new_merchant": not seen_merchant,
+    }
+    for index, (name, _) in enumerate(WINDOWS):
+        facts[f"tx_count_{name}"] = counts[index]
+        facts[f"tx_sum_{name}"] = sums[index]
+        facts[f"distinct_merchants_{name}"] = len(merchants[index])
+        facts[f"distinct_devices_{name}"] = len(devices[index] - {""})
+        facts[f"distinct_cities_{name}"] = len(cities[index] - {""})
+    return facts
+
+
+def _norm_features(state: AccountState, amount: float) -> dict[str, Any]:
+    """How this amount compares with the account's typical amount."""
+    if state.tx_count == 0:
+        return {"typical_amount": 0.0, "amount_ratio": 1.0, "amount_zscore": 0.0, "prior_tx_count": 0}
+    typical = math.expm1(state.log_mean)
+    spread = math.sqrt(state.log_var) if state.tx_count > 1 else 0.0
+    return {
+        "typical_amount": typical,
+        "amount_ratio": amount / typical if typical > 0 else 1.0,
+        "amount_zscore": (math.log1p(amount) - state.log_mean) / max(spread, 0.25),
+        "prior_tx_count": state.tx_count,
+    }
+
+
+def _repayment_ratio(state: AccountState, event: Repayment) -> float:
+    """This repayment against what was still owed on the installment it pays."""
+    target = state.installments.get(event.installment_id or "")
+    if target is None and state.installments:
+        target = min(state.installments.values(), key=lambda installment: installment.due_at)
+    if target is None or target.owed <= 0:
+        return 1.0
+    return event.amount / target.owed
+
+
+_WINDOW_NAMES = [
+    f"{stat}_{name}"
+    for stat in ("tx_count", "tx_sum", "distinct_merchants", "distinct_devices", "distinct_cities")
+    for name, _ in WINDOWS
+] + [
+    "small_tx_count_1h",
+    "small_tx_count_24h",
+    "cash_withdrawal_count_24h",
+    "cash_withdrawal_sum_24h",
+    "is_new_device",
+    "is_new_city",
+    "is_new_merchant",
+]

@@ -1,0 +1,149 @@
+"""Output records: score records, alerts and the account's live-state hash. Pure.
+
+Every id is derived from its cause, so processing an event twice yields the same records.
+
+>>> alert_id("fraud", "t1") == alert_id("fraud", "t1") != alert_id("delinquency", "t1")
+True
+>>> rules_score([])
+0.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from hashlib import sha256
+from typing import Any, Protocol
+
+from duoli.account import AccountState
+from duoli.delinquency import Crossing
+
+__all__ = [
+    "SEVERITY_WEIGHT",
+    "account_fields",
+    "alert_id",
+    "delinquency_alert",
+    "iso",
+    "rule_alerts",
+    "rules_score",
+    "score_record",
+    "strongest_action",
+]
+
+SEVERITIES = ("low", "medium", "high", "critical")
+SEVERITY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.6, "critical": 0.9}
+ACTIONS = ("allow", "alert", "review", "block")
+
+
+class Hit(Protocol):
+    rule_id: str
+    version: int
+    severity: str
+    action: str
+    mode: str
+    kind: str
+    description: str
+
+
+def iso(at: float) -> str:
+    """Event time as ISO-8601 UTC, the only clock that appears in outputs."""
+    return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
+
+
+def alert_id(kind: str, cause: str) -> str:
+    """Deterministic: the same cause can never give two alerts."""
+    return sha256(f"{kind}|{cause}".encode()).hexdigest()[:24]
+
+
+def rules_score(hits: Iterable[Hit]) -> float:
+    """Noisy-OR of the severity weights of the active fraud hits: 0 with none, near 1 with many."""
+    miss = math.prod((1 - SEVERITY_WEIGHT[hit.severity] for hit in hits), start=1.0)
+    return round(1 - miss, 6)
+
+
+def strongest_action(hits: Iterable[Hit]) -> str:
+    return max((hit.action for hit in hits), key=ACTIONS.index, default="allow")
+
+
+def _worst(hits: Sequence[Hit]) -> str:
+    return max((hit.severity for hit in hits), key=SEVERITIES.index)
+
+
+def score_record(
+    event: Any, hits: Sequence[Hit], fraud_score: float, versions: dict[str, str]
+) -> dict[str, Any]:
+    """One per transaction: what scored it, how risky it is and what to do."""
+    active = [hit for hit in hits if hit.mode == "active"]
+    return {
+        "event_id": event.event_id,
+        "account_id": event.account_id,
+        "occurred_at": iso(event.at),
+        "fraud_score": fraud_score,
+        "rules_hit": [hit.rule_id for hit in active],
+        "shadow_hits": [hit.rule_id for hit in hits if hit.mode == "shadow"],
+        "action": strongest_action(active),
+        "ruleset_version": versions["rules"],
+        "model_versions": versions,
+    }
+
+
+def rule_alerts(
+    event: Any, hits: Sequence[Hit], score: float, account: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """One alert per alert kind that active rules raised on this event."""
+    active = [hit for hit in hits if hit.mode == "active"]
+    alerts = []
+    for kind in sorted({hit.kind for hit in active}):
+        of_kind = [hit for hit in active if hit.kind == kind]
+        alerts.append(
+            {
+                "alert_id": alert_id(kind, event.event_id),
+                "kind": kind,
+                "severity": _worst(of_kind),
+                "account_id": event.account_id,
+                "event_ids": [event.event_id],
+                "reasons": [f"{hit.rule_id}: {hit.description}" for hit in of_kind],
+                "score": score,
+                "created_at": iso(event.at),
+                "account": account,
+            }
+        )
+    return alerts
+
+
+def delinquency_alert(crossing: Crossing, account: dict[str, Any]) -> dict[str, Any]:
+    """Once per installment and threshold; severity grows with days past due."""
+    severity = "low" if crossing.threshold < 7 else "medium" if crossing.threshold < 30 else "high"
+    return {
+        "alert_id": alert_id("delinquency", f"{crossing.account_id}|{crossing.installment_id}|{crossing.threshold}"),
+        "kind": "delinquency",
+        "severity": "critical" if crossing.threshold >= 90 else severity,
+        "account_id": crossing.account_id,
+        "event_ids": [crossing.event_id],
+        "reasons": [
+            f"dpd_{crossing.threshold}: installment {crossing.installment_id} is {crossing.threshold} "
+            f"days past due with {crossing.amount_owed:.2f} yuan owed"
+        ],
+        "score": float(crossing.threshold),
+        "created_at": iso(crossing.at),
+        "account": account,
+    }
+
+
+def account_fields(state: AccountState, facts: dict[str, Any], at: float) -> dict[str, Any]:
+    """The live state served from ``duoli:account:{id}``."""
+    dpd = facts.get("days_past_due", 0)
+    status = "fraud_confirmed" if state.confirmed_frauds else "overdue" if dpd else "active"
+    return {
+        "credit_limit": state.credit_limit,
+        "apr": state.apr,
+        "balance": round(state.balance, 2),
+        "utilisation": round(state.balance / state.credit_limit, 4),
+        "fraud_score": state.last_fraud_score,
+        "days_past_due": dpd,
+        "outstanding_installments": facts.get("outstanding_installments", len(state.installments)),
+        "on_time_streak": state.on_time_streak,
+        "status": status,
+        "updated_at": iso(at),
+    }

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+
+from duoli.account import HISTORY_SECONDS, AccountState, apply_event
+
+
+def test_never_opened_account_gets_default_terms_and_is_kept(parsed):
+    state = AccountState.fresh("ghost", credit_limit=5000.0, apr=0.18)
+    apply_event(state, parsed("transaction", account_id="ghost", amount=50.0))
+    assert (state.credit_limit, state.balance, state.opened) == (5000.0, 50.0, False)
+
+
+def test_remembers_ids_for_dedup(parsed):
+    state = AccountState.fresh("acc-1", 5000.0, 0.18)
+    event = parsed("transaction")
+    apply_event(state, event)
+    assert state.has_seen(event.event_id) and not state.has_seen("other")
+
+
+def test_history_is_bounded_in_time(parsed):
+    state = AccountState.fresh("acc-1", 5000.0, 0.18)
+    apply_event(state, parsed("transaction", days=0))
+    apply_event(state, parsed("transaction", days=HISTORY_SECONDS / 86400 + 1))
+    assert len(state.tx_times) == 1 and len(state.seen_ids) == 1
+
+
+def test_repayment_waterfall_settles_oldest_first(parsed):
+    state = AccountState.fresh("acc-1", 5000.0, 0.18)
+    for event in [
+        parsed("transaction", amount=1000.0),
+        parsed("installment_due", installment_id="i-1", amount_due=100.0, due_at="2026-03-10T00:00:00Z"),
+        parsed("installment_due", installment_id="i-2", amount_due=100.0, due_at="2026-04-10T00:00:00Z"),
+        parsed("repayment", days=20, installment_id=None, amount=150.0),
+    ]:
+        apply_event(state, event)
+    assert list(state.installments) == ["i-2"]
+    assert state.installments["i-2"].paid == 50.0
+    assert state.on_time_streak == 0  # i-1 was paid after its due date
+    assert state.balance == 850.0
+
+
+def test_state_survives_its_changelog_form(parsed):
+    state = AccountState.fresh("acc-1", 5000.0, 0.18)
+    for event in [parsed("credit_line_opened"), parsed("transaction"), parsed("installment_due")]:
+        apply_event(state, event)
+    assert AccountState.from_json(json.loads(json.dumps(state.to_json()))) == state
