@@ -121,7 +121,9 @@ class AccountState:
             column = getattr(state, name)
             values = data[name]
             column.extend(map(sys.intern, values) if isinstance(column, list) else values)
-        state.installments = {key: Installment(*values) for key, values in data["installments"].items()}
+        state.installments = {
+            key: Installment(*values) for key, values in data["installments"].items()
+        }
         return state
 
     def _tx_columns(self) -> tuple[Any, ...]:

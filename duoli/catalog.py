@@ -24,8 +24,14 @@ EVENT_FIELDS: dict[str, str] = {
 _WINDOWS = ("1h", "24h", "7d", "30d")
 
 FEATURES: dict[str, str] = {
-    **{f"tx_count_{w}": f"transactions of the account in the last {w}, this one included" for w in _WINDOWS},
-    **{f"tx_sum_{w}": f"yuan spent by the account in the last {w}, this one included" for w in _WINDOWS},
+    **{
+        f"tx_count_{w}": f"transactions of the account in the last {w}, this one included"
+        for w in _WINDOWS
+    },
+    **{
+        f"tx_sum_{w}": f"yuan spent by the account in the last {w}, this one included"
+        for w in _WINDOWS
+    },
     **{f"distinct_merchants_{w}": f"distinct merchants in the last {w}" for w in _WINDOWS},
     **{f"distinct_devices_{w}": f"distinct devices in the last {w}" for w in _WINDOWS},
     **{f"distinct_cities_{w}": f"distinct cities in the last {w}" for w in _WINDOWS},
@@ -35,7 +41,7 @@ FEATURES: dict[str, str] = {
     "cash_withdrawal_sum_24h": "yuan withdrawn as cash in the last 24h, this one included",
     "typical_amount": "the account's typical amount (geometric moving mean), 0 before any",
     "amount_ratio": "amount divided by the typical amount (1 before any history)",
-    "amount_zscore": "how many deviations the log amount is above the account's norm (0 before history)",
+    "amount_zscore": "deviations of the log amount above the account's norm (0 before history)",
     "seconds_since_prev_tx": "seconds since the previous transaction (infinite for the first)",
     "prior_tx_count": "transactions the account made before this one, all time",
     "is_new_device": "the device was not seen in the last 30 days (false on the first transaction)",
@@ -52,7 +58,7 @@ FEATURES: dict[str, str] = {
     "overdue_installments": "installments past due_at plus grace and not fully repaid",
     "days_past_due": "days the oldest overdue installment is past due (0 if none)",
     "on_time_streak": "installments repaid in full by their due time, in a row",
-    "repayment_ratio": "for a repayment: this amount / what was still owed on its installment (1 if none)",
+    "repayment_ratio": "for a repayment: amount / what its installment still owed (1 if none)",
     "merchant_tx_count_7d": "the merchant's transactions, all accounts, in the 7 days before today",
     "merchant_amount_7d": "the merchant's volume in yuan, all accounts, 7 days before today",
     "merchant_labelled_30d": "the merchant's transactions labelled in the 30 days before today",

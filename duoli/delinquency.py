@@ -48,12 +48,21 @@ def take_crossings(
             if at <= clock and not installment.alerted & (1 << bit):
                 installment.alerted |= 1 << bit
                 crossings.append(
-                    Crossing(state.account_id, installment_id, threshold, at, installment.owed, installment.event_id)
+                    Crossing(
+                        state.account_id,
+                        installment_id,
+                        threshold,
+                        at,
+                        installment.owed,
+                        installment.event_id,
+                    )
                 )
     return crossings
 
 
-def next_crossing(state: AccountState, thresholds: tuple[int, ...], grace_seconds: float) -> float | None:
+def next_crossing(
+    state: AccountState, thresholds: tuple[int, ...], grace_seconds: float
+) -> float | None:
     """The earliest threshold moment still ahead for this account, or None."""
     pending = [
         installment.due_at + grace_seconds + threshold * DAY

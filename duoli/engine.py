@@ -61,11 +61,17 @@ class AccountEngine:
     def check(self, state: AccountState, event: Event, clock: float) -> None:
         """Refuse a repeated id, or an event later than the allowed lateness."""
         if state.has_seen(event.event_id):
-            raise InvalidEvent("duplicate_event_id", f"event {event.event_id} was already processed")
+            raise InvalidEvent(
+                "duplicate_event_id", f"event {event.event_id} was already processed"
+            )
         if event.at < clock - self.lateness and not isinstance(event, FraudLabel):
-            raise InvalidEvent("too_late", f"event time is {clock - event.at:.0f}s behind the clock")
+            raise InvalidEvent(
+                "too_late", f"event time is {clock - event.at:.0f}s behind the clock"
+            )
 
-    def handle(self, state: AccountState, event: Event, merchant: dict[str, Any] | None = None) -> Outcome:
+    def handle(
+        self, state: AccountState, event: Event, merchant: dict[str, Any] | None = None
+    ) -> Outcome:
         """Score (transactions), alert, then apply the event to the state."""
         outcome = Outcome()
         if isinstance(event, Transaction):
@@ -95,10 +101,14 @@ class AccountEngine:
     def account_view(self, state: AccountState, at: float) -> dict[str, Any]:
         return account_fields(state, account_features(state, at, self.grace), at)
 
-    def _score(self, state: AccountState, event: Transaction, merchant: Any, outcome: Outcome) -> None:
+    def _score(
+        self, state: AccountState, event: Transaction, merchant: Any, outcome: Outcome
+    ) -> None:
         facts = transaction_features(state, event, merchant, self.grace)
         evaluation = self.ruleset.evaluate(facts, "transaction")
-        fraud_hits = [hit for hit in evaluation.hits if hit.mode == "active" and hit.kind == "fraud"]
+        fraud_hits = [
+            hit for hit in evaluation.hits if hit.mode == "active" and hit.kind == "fraud"
+        ]
         score = rules_score(fraud_hits)
         state.last_fraud_score = score
         versions = {"rules": self.ruleset.version}
@@ -126,4 +136,6 @@ def _label_fact(state: AccountState, event: FraudLabel) -> list[MerchantFact]:
 def _summary(facts: dict[str, Any]) -> dict[str, Any]:
     """The account state an analyst sees next to an alert."""
     keys = ("credit_limit", "balance", "utilisation", "days_past_due", "outstanding_installments")
-    return {key: round(facts[key], 4) if isinstance(facts[key], float) else facts[key] for key in keys}
+    return {
+        key: round(facts[key], 4) if isinstance(facts[key], float) else facts[key] for key in keys
+    }

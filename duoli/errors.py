@@ -1,11 +1,11 @@
 """The one exception tree of Duoli.
 
-    DuoliError
-    ├── ConfigError            settings that fail validation at start
-    ├── InvalidEvent           an input event that must be dead-lettered (has a ``reason``)
-    ├── RuleError              a rule refused at load time (names the rule and the position)
-    ├── BrokerError            Kafka / the embedded broker, translated at the connector boundary
-    └── StoreError             Redis, translated at the connector boundary
+DuoliError
+├── ConfigError            settings that fail validation at start
+├── InvalidEvent           an input event that must be dead-lettered (has a ``reason``)
+├── RuleError              a rule refused at load time (names the rule and the position)
+├── BrokerError            Kafka / the embedded broker, translated at the connector boundary
+└── StoreError             Redis, translated at the connector boundary
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The public input contract: one pydantic model per event type, and the parser that guards it.
 
 >>> event = parse_event(b'{"type": "transaction", "event_id": "e1", "account_id": "a1",'
-...                     b' "occurred_at": "2026-01-05T10:00:00", "amount": 12.5, "merchant_id": "m1"}')
+...     b' "occurred_at": "2026-01-05T10:00:00", "amount": 12.5, "merchant_id": "m1"}')
 >>> event.kind, event.currency, event.occurred_at.tzinfo is not None
 ('purchase', 'CNY', True)
 """

@@ -92,17 +92,18 @@ def days_past_due(due_at: float, now: float, grace_seconds: float) -> int:
 
 
 def _event_fields(event: Transaction | Repayment) -> dict[str, Any]:
-    is_tx = isinstance(event, Transaction)
+    """The event's own fields; a repayment has no merchant, so those read as empty."""
+    tx = event if isinstance(event, Transaction) else None
     return {
         "event_type": event.type,
         "amount": event.amount,
-        "kind": event.kind if is_tx else "",
-        "currency": event.currency if is_tx else "CNY",
-        "merchant_id": event.merchant_id if is_tx else "",
-        "merchant_category": (event.merchant_category or "") if is_tx else "",
-        "channel": (event.channel or "") if is_tx else "",
-        "device_id": (event.device_id or "") if is_tx else "",
-        "city": (event.city or "") if is_tx else "",
+        "kind": tx.kind if tx else "",
+        "currency": tx.currency if tx else "CNY",
+        "merchant_id": tx.merchant_id if tx else "",
+        "merchant_category": (tx.merchant_category or "") if tx else "",
+        "channel": (tx.channel or "") if tx else "",
+        "device_id": (tx.device_id or "") if tx else "",
+        "city": (tx.city or "") if tx else "",
         "hour_of_day": event.occurred_at.hour,
     }
 
@@ -115,7 +116,10 @@ def _window_features(state: AccountState, event: Transaction) -> dict[str, Any]:
     devices: list[set[str]] = [{event.device_id or ""} for _ in WINDOWS]
     cities: list[set[str]] = [{event.city or ""} for _ in WINDOWS]
     small = [int(event.amount < SMALL_AMOUNT)] * 2
-    cash = [int(event.kind == "cash_withdrawal"), event.amount if event.kind == "cash_withdrawal" else 0.0]
+    cash = [
+        int(event.kind == "cash_withdrawal"),
+        event.amount if event.kind == "cash_withdrawal" else 0.0,
+    ]
     seen_device = seen_city = seen_merchant = False
     previous = -math.inf
     history = zip(
@@ -166,7 +170,12 @@ def _window_features(state: AccountState, event: Transaction) -> dict[str, Any]:
 def _norm_features(state: AccountState, amount: float) -> dict[str, Any]:
     """How this amount compares with the account's typical amount."""
     if state.tx_count == 0:
-        return {"typical_amount": 0.0, "amount_ratio": 1.0, "amount_zscore": 0.0, "prior_tx_count": 0}
+        return {
+            "typical_amount": 0.0,
+            "amount_ratio": 1.0,
+            "amount_zscore": 0.0,
+            "prior_tx_count": 0,
+        }
     typical = math.expm1(state.log_mean)
     spread = math.sqrt(state.log_var) if state.tx_count > 1 else 0.0
     return {

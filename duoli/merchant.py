@@ -39,7 +39,12 @@ class MerchantFact:
     label: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"merchant_id": self.merchant_id, "day": self.day, "amount": self.amount, "label": self.label}
+        return {
+            "merchant_id": self.merchant_id,
+            "day": self.day,
+            "amount": self.amount,
+            "label": self.label,
+        }
 
 
 def add_fact(buckets: Buckets, fact: MerchantFact) -> None:
@@ -72,7 +77,9 @@ def merchant_features(buckets: Buckets, today: int) -> dict[str, Any]:
 
 def encode_buckets(buckets: Buckets) -> str:
     """The Redis form: one JSON field per merchant, rewritten whole so old days vanish."""
-    return json.dumps({str(day): bucket for day, bucket in sorted(buckets.items())}, separators=(",", ":"))
+    return json.dumps(
+        {str(day): bucket for day, bucket in sorted(buckets.items())}, separators=(",", ":")
+    )
 
 
 def decode_buckets(text: str | None) -> Buckets:

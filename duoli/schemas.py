@@ -14,7 +14,10 @@ SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 def render_schemas() -> dict[str, str]:
     """File name -> file text, exactly as committed."""
-    return {f"{name}.schema.json": json.dumps(schema, indent=2, sort_keys=True) + "\n" for name, schema in json_schemas().items()}
+    return {
+        f"{name}.schema.json": json.dumps(schema, indent=2, sort_keys=True) + "\n"
+        for name, schema in json_schemas().items()
+    }
 
 
 def write_schemas(folder: Path = SCHEMA_DIR) -> None:

@@ -116,14 +116,16 @@ def delinquency_alert(crossing: Crossing, account: dict[str, Any]) -> dict[str, 
     """Once per installment and threshold; severity grows with days past due."""
     severity = "low" if crossing.threshold < 7 else "medium" if crossing.threshold < 30 else "high"
     return {
-        "alert_id": alert_id("delinquency", f"{crossing.account_id}|{crossing.installment_id}|{crossing.threshold}"),
+        "alert_id": alert_id(
+            "delinquency", f"{crossing.account_id}|{crossing.installment_id}|{crossing.threshold}"
+        ),
         "kind": "delinquency",
         "severity": "critical" if crossing.threshold >= 90 else severity,
         "account_id": crossing.account_id,
         "event_ids": [crossing.event_id],
         "reasons": [
-            f"dpd_{crossing.threshold}: installment {crossing.installment_id} is {crossing.threshold} "
-            f"days past due with {crossing.amount_owed:.2f} yuan owed"
+            f"dpd_{crossing.threshold}: installment {crossing.installment_id} is "
+            f"{crossing.threshold} days past due with {crossing.amount_owed:.2f} yuan owed"
         ],
         "score": float(crossing.threshold),
         "created_at": iso(crossing.at),

@@ -23,31 +23,58 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DUOLI_", frozen=True, extra="ignore")
 
     kafka_url: str | None = Field(
-        None, description="Kafka bootstrap servers (host:port,...). Unset: start the embedded broker."
+        None,
+        description="Kafka bootstrap servers (host:port,...). Unset: start the embedded broker.",
     )
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis for alerts and live state.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis for alerts and live state."
+    )
     redis_prefix: str = Field("duoli", description="Prefix of every Redis key Duoli writes.")
-    topic_prefix: str = Field("duoli", description="Prefix of every Kafka topic, and the consumer group.")
+    topic_prefix: str = Field(
+        "duoli", description="Prefix of every Kafka topic, and the consumer group."
+    )
     partitions: int = Field(4, ge=1, le=1024, description="Partitions of the input topics.")
     rules_path: Path = Field(DEFAULT_RULES, description="A rule file or a folder of rule files.")
     allowed_lateness_seconds: float = Field(
-        3600.0, ge=0, description="How far behind the clock an event may be and still land in its window."
+        3600.0,
+        ge=0,
+        description="How far behind the clock an event may be and still land in its window.",
     )
-    overdue_grace_days: float = Field(0.0, ge=0, description="Days after due_at before an installment is overdue.")
+    overdue_grace_days: float = Field(
+        0.0, ge=0, description="Days after due_at before an installment is overdue."
+    )
     dpd_thresholds: Annotated[tuple[int, ...], NoDecode] = Field(
         (1, 7, 30), description="Days past due at which delinquency alerts fire, e.g. 1,7,30."
     )
-    default_credit_limit: float = Field(5000.0, gt=0, description="Limit of an account never opened.")
-    default_apr: float = Field(0.18, gt=0, le=1, description="APR of an account never opened.")
-    max_amount: float = Field(1_000_000.0, gt=0, description="Amounts above this are absurd and dead-lettered.")
-    alerts_maxlen: int = Field(100_000, ge=100, description="Approximate MAXLEN of the duoli:alerts stream.")
-    live_clock: bool = Field(
-        True, description="Advance the event-time clock with the wall clock while the input is quiet."
+    default_credit_limit: float = Field(
+        5000.0, gt=0, description="Limit of an account never opened."
     )
-    idle_after_seconds: float = Field(5.0, gt=0, description="Quiet time after which the live clock advances.")
-    commit_interval_seconds: float = Field(0.5, gt=0, description="How often workers commit offsets.")
-    rebalance_timeout_seconds: float = Field(3.0, gt=0, description="Consumer-group rebalance timeout.")
-    redis_flush_ms: float = Field(10.0, gt=0, description="Longest a write waits in the Redis batch.")
+    default_apr: float = Field(0.18, gt=0, le=1, description="APR of an account never opened.")
+    max_amount: float = Field(
+        1_000_000.0, gt=0, description="Amounts above this are absurd and dead-lettered."
+    )
+    alerts_maxlen: int = Field(
+        100_000, ge=100, description="Approximate MAXLEN of the duoli:alerts stream."
+    )
+    live_clock: bool = Field(
+        True,
+        description="Advance the event-time clock with the wall clock while the input is quiet.",
+    )
+    idle_after_seconds: float = Field(
+        5.0, gt=0, description="Quiet time after which the live clock advances."
+    )
+    commit_interval_seconds: float = Field(
+        0.5, gt=0, description="How often workers commit offsets."
+    )
+    rebalance_timeout_seconds: float = Field(
+        3.0, gt=0, description="Consumer-group rebalance timeout."
+    )
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=1500, description="Longest a consumer fetch waits for data (latency bound)."
+    )
+    redis_flush_ms: float = Field(
+        10.0, gt=0, description="Longest a write waits in the Redis batch."
+    )
     log_level: str = Field("WARNING", description="Log level of workers and tools.")
 
     @field_validator("dpd_thresholds", mode="before")
@@ -79,6 +106,7 @@ def load_settings() -> Settings:
         raise ConfigError(f"invalid settings: {exc}") from exc
     except ValidationError as exc:
         problems = "; ".join(
-            f"DUOLI_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"DUOLI_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc

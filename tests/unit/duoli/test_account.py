@@ -29,8 +29,12 @@ def test_repayment_waterfall_settles_oldest_first(parsed):
     state = AccountState.fresh("acc-1", 5000.0, 0.18)
     for event in [
         parsed("transaction", amount=1000.0),
-        parsed("installment_due", installment_id="i-1", amount_due=100.0, due_at="2026-03-10T00:00:00Z"),
-        parsed("installment_due", installment_id="i-2", amount_due=100.0, due_at="2026-04-10T00:00:00Z"),
+        parsed(
+            "installment_due", installment_id="i-1", amount_due=100.0, due_at="2026-03-10T00:00:00Z"
+        ),
+        parsed(
+            "installment_due", installment_id="i-2", amount_due=100.0, due_at="2026-04-10T00:00:00Z"
+        ),
         parsed("repayment", days=20, installment_id=None, amount=150.0),
     ]:
         apply_event(state, event)

@@ -7,7 +7,12 @@ from duoli.delinquency import next_crossing, take_crossings
 def billed(parsed, grace_days: float = 0.0) -> AccountState:
     state = AccountState.fresh("acc-1", 5000.0, 0.18)
     apply_event(state, parsed("transaction", amount=1000.0))
-    apply_event(state, parsed("installment_due", installment_id="i-1", amount_due=200.0, due_at="2026-04-01T00:00:00Z"))
+    apply_event(
+        state,
+        parsed(
+            "installment_due", installment_id="i-1", amount_due=200.0, due_at="2026-04-01T00:00:00Z"
+        ),
+    )
     return state
 
 

@@ -24,7 +24,9 @@ def test_optional_fields_default_and_unknown_fields_are_kept(make_event):
 
 def test_time_without_zone_is_utc_and_zones_are_converted(make_event):
     naive = parse_event(json.dumps(make_event("transaction", occurred_at="2026-01-01T08:00:00")))
-    shanghai = parse_event(json.dumps(make_event("transaction", occurred_at="2026-01-01T16:00:00+08:00")))
+    shanghai = parse_event(
+        json.dumps(make_event("transaction", occurred_at="2026-01-01T16:00:00+08:00"))
+    )
     assert naive.at == shanghai.at
 
 

@@ -24,7 +24,13 @@ def test_both_feature_sets_provide_exactly_the_catalog(parsed):
 
 
 def test_window_edges_are_exact(parsed):
-    state = replay(fresh(), [parsed("transaction", minutes=0, amount=10.0), parsed("transaction", minutes=30, amount=20.0)])
+    state = replay(
+        fresh(),
+        [
+            parsed("transaction", minutes=0, amount=10.0),
+            parsed("transaction", minutes=30, amount=20.0),
+        ],
+    )
     at_89 = transaction_features(state, parsed("transaction", minutes=89, amount=5.0))
     at_90 = transaction_features(state, parsed("transaction", minutes=90, amount=5.0))
     assert (at_89["tx_count_1h"], at_89["tx_sum_1h"]) == (2, 25.0)
@@ -41,7 +47,14 @@ def test_windows_cover_one_hour_to_thirty_days(parsed):
 
 def test_out_of_order_event_lands_in_its_own_window(parsed):
     """A late event sees only what happened before it, not the events that overtook it."""
-    state = replay(fresh(), [parsed("transaction", minutes=0), parsed("transaction", minutes=50), parsed("transaction", minutes=120)])
+    state = replay(
+        fresh(),
+        [
+            parsed("transaction", minutes=0),
+            parsed("transaction", minutes=50),
+            parsed("transaction", minutes=120),
+        ],
+    )
     late = transaction_features(state, parsed("transaction", minutes=55))
     assert late["tx_count_1h"] == 3  # minutes 0, 50 and itself; not minute 120
     assert late["seconds_since_prev_tx"] == 5 * 60
@@ -55,7 +68,9 @@ def test_distinct_entities_and_novelty(parsed):
             parsed("transaction", minutes=10, merchant_id="m-2", device_id="d-1", city="Shenzhen"),
         ],
     )
-    facts = transaction_features(state, parsed("transaction", minutes=20, merchant_id="m-3", device_id="d-9", city="Lhasa"))
+    facts = transaction_features(
+        state, parsed("transaction", minutes=20, merchant_id="m-3", device_id="d-9", city="Lhasa")
+    )
     assert facts["distinct_merchants_1h"] == 3
     assert facts["distinct_devices_1h"] == 2
     assert facts["distinct_cities_24h"] == 2
@@ -72,7 +87,10 @@ def test_first_transaction_has_no_history(parsed):
 
 
 def test_amount_far_above_the_norm(parsed):
-    habits = [parsed("transaction", hours=h, amount=amount) for h, amount in enumerate([80, 120, 95, 110, 100, 90])]
+    habits = [
+        parsed("transaction", hours=h, amount=amount)
+        for h, amount in enumerate([80, 120, 95, 110, 100, 90])
+    ]
     state = replay(fresh(), habits)
     usual = transaction_features(state, parsed("transaction", hours=10, amount=105.0))
     spike = transaction_features(state, parsed("transaction", hours=10, amount=3000.0))
@@ -82,16 +100,28 @@ def test_amount_far_above_the_norm(parsed):
 
 def test_card_testing_and_cash_counters(parsed):
     small = [parsed("transaction", minutes=m, amount=2.0) for m in (0, 2, 4)]
-    cash = [parsed("transaction", minutes=m, amount=500.0, kind="cash_withdrawal") for m in (10, 20)]
+    cash = [
+        parsed("transaction", minutes=m, amount=500.0, kind="cash_withdrawal") for m in (10, 20)
+    ]
     state = replay(fresh(), small + cash)
-    facts = transaction_features(state, parsed("transaction", minutes=30, amount=900.0, kind="cash_withdrawal"))
+    facts = transaction_features(
+        state, parsed("transaction", minutes=30, amount=900.0, kind="cash_withdrawal")
+    )
     assert facts["small_tx_count_1h"] == 3
     assert (facts["cash_withdrawal_count_24h"], facts["cash_withdrawal_sum_24h"]) == (3, 1900.0)
 
 
 def test_utilisation_before_and_after(parsed):
-    state = replay(fresh(), [parsed("credit_line_opened", credit_limit=2000, apr=0.2), parsed("transaction", amount=500.0)])
-    facts = transaction_features(state, parsed("transaction", minutes=1, amount=1400.0, kind="loan_drawdown"))
+    state = replay(
+        fresh(),
+        [
+            parsed("credit_line_opened", credit_limit=2000, apr=0.2),
+            parsed("transaction", amount=500.0),
+        ],
+    )
+    facts = transaction_features(
+        state, parsed("transaction", minutes=1, amount=1400.0, kind="loan_drawdown")
+    )
     assert facts["utilisation"] == 0.25 and facts["utilisation_after"] == 0.95
     assert facts["is_opened"] and facts["credit_limit"] == 2000
 
@@ -101,12 +131,25 @@ def test_installments_days_past_due_and_streak(parsed):
         fresh(),
         [
             parsed("transaction", amount=900.0),
-            parsed("installment_due", installment_id="i-1", amount_due=300.0, due_at="2026-03-10T00:00:00Z"),
+            parsed(
+                "installment_due",
+                installment_id="i-1",
+                amount_due=300.0,
+                due_at="2026-03-10T00:00:00Z",
+            ),
             parsed("repayment", days=5, installment_id="i-1", amount=300.0),
-            parsed("installment_due", days=6, installment_id="i-2", amount_due=300.0, due_at="2026-04-10T00:00:00Z"),
+            parsed(
+                "installment_due",
+                days=6,
+                installment_id="i-2",
+                amount_due=300.0,
+                due_at="2026-04-10T00:00:00Z",
+            ),
         ],
     )
-    on_time = repayment_features(state, parsed("repayment", days=30, installment_id="i-2", amount=30.0))
+    on_time = repayment_features(
+        state, parsed("repayment", days=30, installment_id="i-2", amount=30.0)
+    )
     assert on_time["on_time_streak"] == 1 and on_time["outstanding_installments"] == 1
     assert on_time["repayment_ratio"] == 0.1
     assert on_time["days_past_due"] == 0

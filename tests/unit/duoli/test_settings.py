@@ -10,7 +10,11 @@ def test_every_setting_is_listed_in_the_readme():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
-    missing = [f"DUOLI_{name.upper()}" for name in Settings.model_fields if f"DUOLI_{name.upper()}" not in readme]
+    missing = [
+        f"DUOLI_{name.upper()}"
+        for name in Settings.model_fields
+        if f"DUOLI_{name.upper()}" not in readme
+    ]
     assert missing == []
 
 

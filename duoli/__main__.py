@@ -1,0 +1,3 @@
+from duoli.cli import main
+
+main()

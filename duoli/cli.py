@@ -1,0 +1,115 @@
+"""The ``duoli`` command: broker, worker, simulate, replay and demo."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from duoli.errors import DuoliError
+from duoli.settings import load_settings
+
+__all__ = ["main"]
+
+
+@click.group()
+def cli() -> None:
+    """Duoli: a real-time risk engine for internet micro-lending."""
+
+
+@cli.command()
+def broker() -> None:
+    """Run the embedded Kafka-compatible broker (Tansu) until Ctrl-C."""
+    from connectors.broker import EmbeddedBroker
+
+    with EmbeddedBroker() as running:
+        click.echo(
+            f"broker listening on {running.url} (pid {running.pid}); "
+            f"export DUOLI_KAFKA_URL={running.url}"
+        )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while True:
+            time.sleep(3600)
+
+
+@cli.command()
+def worker() -> None:
+    """Run one stream worker against DUOLI_KAFKA_URL (or an embedded broker if unset)."""
+    from streams.worker import run_worker
+
+    run_worker(load_settings())
+
+
+@cli.command()
+@click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same book.")
+@click.option("--accounts", default=500, show_default=True)
+@click.option("--days", default=90, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write JSONL here.")
+@click.option("--rate", type=float, help="Produce to the broker at this many events/s instead.")
+def simulate(seed: int, accounts: int, days: int, out: Path | None, rate: float | None) -> None:
+    """Generate a synthetic micro-loan book."""
+    from duoli.simulate import SimulationConfig, write_jsonl
+    from duoli.simulate import simulate as generate
+
+    events = generate(SimulationConfig(seed=seed, accounts=accounts, days=days))
+    if out is not None:
+        click.echo(f"wrote {write_jsonl(events, out)} events to {out}")
+        return
+    settings = load_settings()
+    if not settings.kafka_url:
+        raise click.UsageError("producing needs DUOLI_KAFKA_URL (or use --out FILE)")
+    from connectors.kafka_admin import produce
+    from streams.topics import TopicNames
+    from streams.worker import prepare_topics
+
+    prepare_topics(settings, settings.kafka_url)
+    records = ((e["account_id"].encode(), json.dumps(e).encode()) for e in events)
+    count = produce(settings.kafka_url, TopicNames.of(settings).events, records, rate=rate)
+    click.echo(f"produced {count} events")
+
+
+@cli.command()
+@click.argument("events", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--scores-out", type=click.Path(path_type=Path), help="Write every score record as JSONL."
+)
+@click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary as JSON.")
+@click.option("--workers", default=1, show_default=True, help="Worker processes to run.")
+def replay(events: Path, scores_out: Path | None, summary_json: Path | None, workers: int) -> None:
+    """Run EVENTS (JSONL) through the stream processors and summarise."""
+    from duoli.replay import replay as run
+
+    summary = run(load_settings(), events, scores_out, workers)
+    report = summary.to_json()
+    click.echo(
+        f"events {summary.events}  scored {summary.scores}  alerts {report['alerts']}  "
+        f"dead letters {report['dead_letters']}  {report['events_per_second']} events/s"
+    )
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+@cli.command()
+@click.option(
+    "--duration", type=float, help="Stop after this many seconds (default: until Ctrl-C)."
+)
+@click.option("--rate", default=200.0, show_default=True, help="Simulated events per second.")
+@click.option("--workers", default=2, show_default=True)
+@click.option("--accounts", default=2000, show_default=True)
+def demo(duration: float | None, rate: float, workers: int, accounts: int) -> None:
+    """Broker, workers and the simulator, with a live summary in the terminal."""
+    from duoli.demo import run_demo
+
+    run_demo(load_settings(), duration=duration, rate=rate, workers=workers, accounts=accounts)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except DuoliError as error:
+        click.echo(f"duoli: {error}", err=True)
+        sys.exit(2)

@@ -1,0 +1,115 @@
+"""The Faust app, built from settings: no module-level state, no hard-coded broker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from mode import Service
+
+from connectors.redis_store import BufferedRedisSink, RedisStore
+from duoli.engine import AccountEngine
+from duoli.settings import Settings
+from rules import load_rules
+from streams._faust_compat import cap_fetch_wait
+from streams.agents import register_agents
+from streams.processing import AccountProcessor, MerchantCache, MerchantProcessor
+from streams.tables import Tables, define_tables
+from streams.timers import register_timers
+from streams.topics import Topics, define_topics
+
+__all__ = ["Pipeline", "build_pipeline"]
+
+
+@dataclass
+class Pipeline:
+    """One worker's app and the objects its agents share."""
+
+    app: faust.App
+    topics: Topics
+    tables: Tables
+    accounts: AccountProcessor
+    merchants: MerchantProcessor
+    sink: BufferedRedisSink
+    redis: RedisLifecycle
+
+
+class RedisLifecycle(Service):
+    """Connects the Redis store and its batch sink with the app, and flushes on stop.
+
+    Faust starts user services only after table recovery, while agents may run earlier,
+    so the agents also await ``ready()``; starting twice is harmless.
+    """
+
+    def __init__(self, store: RedisStore, sink: BufferedRedisSink, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.sink = sink
+        self._connected = False
+
+    async def ready(self) -> None:
+        if not self._connected:
+            self._connected = True
+            await self.store.start()
+            await self.sink.start()
+
+    async def on_start(self) -> None:
+        await self.ready()
+
+    async def on_stop(self) -> None:
+        await self.sink.stop()
+        await self.store.close()
+
+
+def create_app(settings: Settings, broker_url: str) -> faust.App:
+    timeout = settings.rebalance_timeout_seconds
+    return faust.App(
+        settings.topic_prefix,
+        broker=f"kafka://{broker_url}",
+        store="memory://",
+        autodiscover=False,
+        web_enabled=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=settings.commit_interval_seconds,
+        broker_rebalance_timeout=timeout,
+        broker_session_timeout=max(timeout, 6.0),
+        broker_heartbeat_interval=1.0,
+        producer_linger_ms=1,
+        stream_wait_empty=False,
+    )
+
+
+def build_pipeline(settings: Settings, broker_url: str) -> Pipeline:
+    """The whole worker: topics, tables, processors, agents, timers and the Redis sink."""
+    cap_fetch_wait(settings.fetch_max_wait_ms)
+    app = create_app(settings, broker_url)
+    topics = define_topics(app, settings)
+    tables = define_tables(app, settings)
+    store = RedisStore(settings.redis_url, settings.redis_prefix, settings.alerts_maxlen)
+    sink = BufferedRedisSink(store, max_delay=settings.redis_flush_ms / 1000)
+    engine = AccountEngine(settings, load_rules(settings.rules_path))
+    accounts = AccountProcessor(settings, engine, tables, topics, sink, MerchantCache(store))
+    merchants = MerchantProcessor(tables, topics, sink)
+    redis = RedisLifecycle(store, sink)
+    register_agents(app, topics, accounts, merchants, redis.ready)
+    if settings.live_clock:
+        register_timers(app, topics, accounts)
+    app.service(redis)  # type: ignore[arg-type]  # Faust accepts an instance too
+    _reset_on_rebalance(app, accounts)
+    return Pipeline(app, topics, tables, accounts, merchants, sink, redis)
+
+
+def _reset_on_rebalance(app: faust.App, accounts: AccountProcessor) -> None:
+    """Partitions may move: forget per-partition memory, rebuilt lazily from the tables."""
+
+    async def forget(*args: Any, **kwargs: Any) -> None:
+        accounts.watch.reset()
+        accounts.clocks.clear()
+        accounts.wall_anchor.clear()
+
+    app.on_partitions_revoked.connect(forget)
+    app.on_partitions_assigned.connect(forget)

@@ -1,0 +1,47 @@
+"""Faust tables: account state, per-partition clocks and merchant buckets, each with a changelog."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from faust.serializers import codecs
+
+from duoli.account import AccountState
+from duoli.settings import Settings
+
+__all__ = ["Tables", "define_tables"]
+
+
+class AccountStateCodec(codecs.Codec):
+    """AccountState <-> compact JSON, so the changelog stays readable and small."""
+
+    def _dumps(self, obj: Any) -> bytes:
+        return json.dumps(obj.to_json(), separators=(",", ":")).encode()
+
+    def _loads(self, s: bytes) -> Any:
+        return AccountState.from_json(json.loads(s))
+
+
+codecs.register("duoli_account", AccountStateCodec())
+
+
+@dataclass(frozen=True)
+class Tables:
+    accounts: Any  # account_id -> AccountState
+    clocks: Any  # str(partition) -> highest event time seen there
+    merchants: Any  # merchant_id -> encoded day buckets
+
+
+def define_tables(app: Any, settings: Settings) -> Tables:
+    partitions = settings.partitions
+    accounts = app.Table("accounts", partitions=partitions)
+    # Faust derives a table's serializer from a faust.Record value type only; set it
+    # before the changelog topic is first built.
+    accounts.value_serializer = "duoli_account"
+    return Tables(
+        accounts=accounts,
+        clocks=app.Table("clocks", default=float, partitions=partitions),
+        merchants=app.Table("merchants", partitions=partitions),
+    )

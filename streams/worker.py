@@ -1,0 +1,33 @@
+"""Running a worker: against the configured cluster, or an embedded broker started for it."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+
+import faust
+
+from connectors.broker import EmbeddedBroker
+from connectors.kafka_admin import ensure_topics
+from duoli.settings import Settings
+from streams.app import build_pipeline
+from streams.topics import topic_specs
+
+__all__ = ["prepare_topics", "run_worker"]
+
+
+def prepare_topics(settings: Settings, broker_url: str) -> None:
+    ensure_topics(broker_url, topic_specs(settings))
+
+
+def run_worker(settings: Settings, broker_url: str | None = None) -> None:
+    """Block running one stream worker until SIGINT/SIGTERM. With no broker URL and no
+    ``DUOLI_KAFKA_URL``, an embedded broker is started first and stopped on exit."""
+    with ExitStack() as stack:
+        url = broker_url or settings.kafka_url or stack.enter_context(EmbeddedBroker()).url
+        prepare_topics(settings, url)
+        pipeline = build_pipeline(settings, url)
+        worker = faust.Worker(
+            pipeline.app, loglevel=logging.getLevelName(settings.log_level.upper()), quiet=True
+        )
+        worker.execute_from_commandline()
