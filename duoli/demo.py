@@ -72,7 +72,7 @@ def run_demo(
         url = settings.kafka_url or stack.enter_context(EmbeddedBroker()).url
         prepare_topics(settings, url)
         for _ in range(workers):
-            stack.enter_context(WorkerProcess(url))
+            stack.enter_context(WorkerProcess(url, settings.as_env()))
         stop = threading.Event()
         stack.callback(stop.set)
         producer = threading.Thread(

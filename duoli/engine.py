@@ -90,8 +90,10 @@ class AccountEngine:
         crossings = take_crossings(state, clock, self.thresholds, self.grace)
         outcome = Outcome(next_crossing=next_crossing(state, self.thresholds, self.grace))
         if crossings:
+            outcome.alerts = [
+                delinquency_alert(c, self.account_view(state, c.at)) for c in crossings
+            ]
             outcome.account = self.account_view(state, max(c.at for c in crossings))
-            outcome.alerts = [delinquency_alert(c, outcome.account) for c in crossings]
         return outcome
 
     def advance_preview(self, state: AccountState) -> float | None:

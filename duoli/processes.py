@@ -40,10 +40,14 @@ class WorkerProcess:
         return self.process.pid if self.process else None
 
     def start(self) -> WorkerProcess:
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "duoli", "worker"], env=self.environment, stdout=log, stderr=log
-        )
+        command = [sys.executable, "-m", "duoli", "worker"]
+        if self.log_path is None:
+            self.process = subprocess.Popen(
+                command, env=self.environment, stdout=subprocess.DEVNULL
+            )
+            return self
+        with self.log_path.open("ab") as log:  # the child keeps its own copy of the descriptor
+            self.process = subprocess.Popen(command, env=self.environment, stdout=log, stderr=log)
         return self
 
     def alive(self) -> bool:

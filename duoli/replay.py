@@ -111,11 +111,9 @@ def replay(
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:
-    return {
-        "DUOLI_TOPIC_PREFIX": settings.topic_prefix,
-        "DUOLI_LIVE_CLOCK": "false",
-        "DUOLI_COMMIT_INTERVAL_SECONDS": "0.1",
-    }
+    """Workers get exactly the replay's settings; the short commit interval keeps the
+    day barrier quick."""
+    return settings.model_copy(update={"commit_interval_seconds": 0.1}).as_env()
 
 
 def _barrier(

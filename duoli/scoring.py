@@ -58,8 +58,7 @@ def alert_id(kind: str, cause: str) -> str:
 
 def rules_score(hits: Iterable[Hit]) -> float:
     """Noisy-OR of the severity weights of the active fraud hits: 0 with none, near 1 with many."""
-    miss = math.prod((1 - SEVERITY_WEIGHT[hit.severity] for hit in hits), start=1.0)
-    return round(1 - miss, 6)
+    return 1 - math.prod((1 - SEVERITY_WEIGHT[hit.severity] for hit in hits), start=1.0)
 
 
 def strongest_action(hits: Iterable[Hit]) -> str:

@@ -91,6 +91,14 @@ class Settings(BaseSettings):
             raise ValueError("needs at least one threshold, each >= 1 day")
         return tuple(sorted(set(value)))
 
+    def as_env(self) -> dict[str, str]:
+        """These settings as ``DUOLI_*`` variables, for the worker processes a tool starts."""
+        env = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            env[f"DUOLI_{name.upper()}"] = text.lower() if isinstance(value, bool) else text
+        return env
+
     @property
     def embedded(self) -> bool:
         """True when Duoli must start its own broker."""

@@ -67,11 +67,13 @@ class MerchantCache:
         self.features: dict[tuple[str, int], dict[str, Any]] = {}
 
     async def prefetch(self, keys: Iterable[tuple[str, int]]) -> None:
-        missing = sorted({key for key in keys if key not in self.features})
+        wanted = set(keys)
+        missing = sorted(wanted - self.features.keys())
         if not missing:
             return
         if len(self.features) + len(missing) > self.MAX_ENTRIES:
-            self.features.clear()
+            self.features.clear()  # bounded memory; this batch's keys are all read again
+            missing = sorted(wanted)
         hashes = await self.store.read_hashes([f"merchant:{merchant}" for merchant, _ in missing])
         for (merchant, day), fields in zip(missing, hashes, strict=True):
             self.features[merchant, day] = merchant_features(

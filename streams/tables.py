@@ -37,9 +37,10 @@ class Tables:
 def define_tables(app: Any, settings: Settings) -> Tables:
     partitions = settings.partitions
     accounts = app.Table("accounts", partitions=partitions)
-    # Faust derives a table's serializer from a faust.Record value type only; set it
-    # before the changelog topic is first built.
+    # Faust takes a table's serializer from a faust.Record value type only, and builds the
+    # changelog topic (which decodes recovered state) as the table is made: set both.
     accounts.value_serializer = "duoli_account"
+    accounts.changelog_topic = accounts.changelog_topic.derive(value_serializer="duoli_account")
     return Tables(
         accounts=accounts,
         clocks=app.Table("clocks", default=float, partitions=partitions),

@@ -34,3 +34,10 @@ def test_invalid_settings_name_the_variable(monkeypatch):
 def test_embedded_unless_a_cluster_is_given():
     assert Settings().embedded
     assert not Settings(kafka_url="kafka-1:9092").embedded
+
+
+def test_settings_survive_the_trip_to_a_worker_process(monkeypatch):
+    settings = Settings(kafka_url="k:9092", dpd_thresholds=(3, 10), live_clock=False, partitions=2)
+    for name, value in settings.as_env().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == settings
