@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -68,11 +70,13 @@ def run_demo(
     settings: Settings, duration: float | None, rate: float, workers: int, accounts: int
 ) -> None:
     names = TopicNames.of(settings)
+    logs = Path(tempfile.mkdtemp(prefix="duoli-demo-"))
     with ExitStack() as stack:
         url = settings.kafka_url or stack.enter_context(EmbeddedBroker()).url
         prepare_topics(settings, url)
-        for _ in range(workers):
-            stack.enter_context(WorkerProcess(url, settings.as_env()))
+        for index in range(workers):
+            log = logs / f"worker-{index}.log"
+            stack.enter_context(WorkerProcess(url, settings.as_env(), log))
         stop = threading.Event()
         stack.callback(stop.set)
         producer = threading.Thread(
@@ -80,6 +84,7 @@ def run_demo(
         )
         producer.start()
         _watch(settings, url, names, duration, stop)
+    print(f"worker logs: {logs}")
 
 
 def _feed(url: str, topic: str, rate: float, accounts: int, stop: threading.Event) -> None:

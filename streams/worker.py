@@ -27,6 +27,8 @@ def run_worker(settings: Settings, broker_url: str | None = None) -> None:
         url = broker_url or settings.kafka_url or stack.enter_context(EmbeddedBroker()).url
         prepare_topics(settings, url)
         pipeline = build_pipeline(settings, url)
+        # Faust logs its producer's backpressure as a warning on every busy batch.
+        logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
         worker = faust.Worker(
             pipeline.app, loglevel=logging.getLevelName(settings.log_level.upper()), quiet=True
         )
