@@ -24,6 +24,7 @@ from duoli.scoring import (
     score_record,
 )
 from duoli.settings import Settings
+from rules import RuleSet
 
 __all__ = ["AccountEngine", "Outcome", "day_of"]
 
@@ -47,7 +48,7 @@ class Outcome:
 class AccountEngine:
     """Applies the rule set and the delinquency policy to one account's events."""
 
-    def __init__(self, settings: Settings, ruleset: Any) -> None:
+    def __init__(self, settings: Settings, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
         self.thresholds = settings.dpd_thresholds
         self.grace = settings.overdue_grace_days * DAY

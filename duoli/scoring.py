@@ -14,10 +14,11 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from hashlib import sha256
-from typing import Any, Protocol
+from typing import Any
 
 from duoli.account import AccountState
 from duoli.delinquency import Crossing
+from rules import RuleHit
 
 __all__ = [
     "SEVERITY_WEIGHT",
@@ -36,16 +37,6 @@ SEVERITY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.6, "critical": 0.9}
 ACTIONS = ("allow", "alert", "review", "block")
 
 
-class Hit(Protocol):
-    rule_id: str
-    version: int
-    severity: str
-    action: str
-    mode: str
-    kind: str
-    description: str
-
-
 def iso(at: float) -> str:
     """Event time as ISO-8601 UTC, the only clock that appears in outputs."""
     return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
@@ -56,21 +47,21 @@ def alert_id(kind: str, cause: str) -> str:
     return sha256(f"{kind}|{cause}".encode()).hexdigest()[:24]
 
 
-def rules_score(hits: Iterable[Hit]) -> float:
+def rules_score(hits: Iterable[RuleHit]) -> float:
     """Noisy-OR of the severity weights of the active fraud hits: 0 with none, near 1 with many."""
     return 1 - math.prod((1 - SEVERITY_WEIGHT[hit.severity] for hit in hits), start=1.0)
 
 
-def strongest_action(hits: Iterable[Hit]) -> str:
+def strongest_action(hits: Iterable[RuleHit]) -> str:
     return max((hit.action for hit in hits), key=ACTIONS.index, default="allow")
 
 
-def _worst(hits: Sequence[Hit]) -> str:
+def _worst(hits: Sequence[RuleHit]) -> str:
     return max((hit.severity for hit in hits), key=SEVERITIES.index)
 
 
 def score_record(
-    event: Any, hits: Sequence[Hit], fraud_score: float, versions: dict[str, str]
+    event: Any, hits: Sequence[RuleHit], fraud_score: float, versions: dict[str, str]
 ) -> dict[str, Any]:
     """One per transaction: what scored it, how risky it is and what to do."""
     active = [hit for hit in hits if hit.mode == "active"]
@@ -88,7 +79,7 @@ def score_record(
 
 
 def rule_alerts(
-    event: Any, hits: Sequence[Hit], score: float, account: dict[str, Any]
+    event: Any, hits: Sequence[RuleHit], score: float, account: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """One alert per alert kind that active rules raised on this event."""
     active = [hit for hit in hits if hit.mode == "active"]
