@@ -24,7 +24,8 @@ from duoli.events import Repayment, Transaction
 __all__ = ["WINDOWS", "account_features", "repayment_features", "transaction_features"]
 
 HOUR = 3600.0
-WINDOWS = (("1h", HOUR), ("24h", DAY), ("7d", 7 * DAY), ("30d", 30 * DAY))
+WEEK = 7 * DAY
+WINDOWS = (("1h", HOUR), ("24h", DAY), ("7d", WEEK), ("30d", 30 * DAY))
 SMALL_AMOUNT = 20.0
 NEW_ENTITY_WINDOW = 30 * DAY
 _EMPTY_MERCHANT = {
@@ -109,61 +110,86 @@ def _event_fields(event: Transaction | Repayment) -> dict[str, Any]:
 
 
 def _window_features(state: AccountState, event: Transaction) -> dict[str, Any]:
-    """Counts, sums and distinct entities over each window, in one pass over the history."""
-    now = event.at
-    counts, sums = [1] * 4, [event.amount] * 4
-    merchants: list[set[str]] = [{event.merchant_id} for _ in WINDOWS]
-    devices: list[set[str]] = [{event.device_id or ""} for _ in WINDOWS]
-    cities: list[set[str]] = [{event.city or ""} for _ in WINDOWS]
-    small = [int(event.amount < SMALL_AMOUNT)] * 2
-    cash = [
-        int(event.kind == "cash_withdrawal"),
-        event.amount if event.kind == "cash_withdrawal" else 0.0,
-    ]
-    seen_device = seen_city = seen_merchant = False
+    """Counts, sums and distinct entities over each window, in one pass over the history.
+
+    Each past transaction lands in the smallest window holding it; wider windows are the
+    running union, so the loop does one update per transaction, not one per window.
+    """
+    now, amount = event.at, event.amount
+    merchant, device, city = event.merchant_id, event.device_id or "", event.city or ""
+    counts, sums = [0] * 4, [0.0] * 4
+    merchants: list[set[str]] = [set(), set(), set(), set()]
+    devices: list[set[str]] = [set(), set(), set(), set()]
+    cities: list[set[str]] = [set(), set(), set(), set()]
+    small = [int(amount < SMALL_AMOUNT)] * 2
+    is_cash = event.kind == "cash_withdrawal"
+    cash = [int(is_cash), amount if is_cash else 0.0]
     previous = -math.inf
     history = zip(
         state.tx_times, state.tx_amounts, state.tx_kinds,
         state.tx_merchants, state.tx_devices, state.tx_cities, strict=True,
     )  # fmt: skip
-    for at, amount, kind, merchant, device, city in history:
+    for at, past_amount, kind, past_merchant, past_device, past_city in history:
         age = now - at
         if age < 0 or age >= NEW_ENTITY_WINDOW:
             continue
-        previous = max(previous, at)
-        seen_merchant = seen_merchant or merchant == event.merchant_id
-        seen_device = seen_device or device == (event.device_id or "")
-        seen_city = seen_city or city == (event.city or "")
-        for index, (_, width) in enumerate(WINDOWS):
-            if age < width:
-                counts[index] += 1
-                sums[index] += amount
-                merchants[index].add(merchant)
-                devices[index].add(device)
-                cities[index].add(city)
-        if amount < SMALL_AMOUNT and age < DAY:
-            small[1] += 1
-            small[0] += age < HOUR
-        if kind == 1 and age < DAY:
-            cash[0] += 1
-            cash[1] += amount
+        if at > previous:
+            previous = at
+        window = 0 if age < HOUR else 1 if age < DAY else 2 if age < WEEK else 3
+        counts[window] += 1
+        sums[window] += past_amount
+        merchants[window].add(past_merchant)
+        devices[window].add(past_device)
+        cities[window].add(past_city)
+        if window < 2:
+            if past_amount < SMALL_AMOUNT:
+                small[1] += 1
+                small[0] += window == 0
+            if kind == 1:
+                cash[0] += 1
+                cash[1] += past_amount
+    facts = _cumulative(counts, sums, merchants, devices, cities, event)
+    seen_merchants, seen_devices, seen_cities = merchants[3], devices[3], cities[3]
     has_history = previous > -math.inf
-    facts: dict[str, Any] = {
-        "small_tx_count_1h": small[0],
-        "small_tx_count_24h": small[1],
-        "cash_withdrawal_count_24h": cash[0],
-        "cash_withdrawal_sum_24h": cash[1],
-        "seconds_since_prev_tx": now - previous if has_history else math.inf,
-        "is_new_device": has_history and bool(event.device_id) and not seen_device,
-        "is_new_city": has_history and bool(event.city) and not seen_city,
-        "is_new_merchant": not seen_merchant,
-    }
+    facts.update(
+        {
+            "small_tx_count_1h": small[0],
+            "small_tx_count_24h": small[1],
+            "cash_withdrawal_count_24h": cash[0],
+            "cash_withdrawal_sum_24h": cash[1],
+            "seconds_since_prev_tx": now - previous if has_history else math.inf,
+            "is_new_device": has_history and bool(device) and device not in seen_devices,
+            "is_new_city": has_history and bool(city) and city not in seen_cities,
+            "is_new_merchant": merchant not in seen_merchants,
+        }
+    )
+    return facts
+
+
+def _cumulative(
+    counts: list[int],
+    sums: list[float],
+    merchants: list[set[str]],
+    devices: list[set[str]],
+    cities: list[set[str]],
+    event: Transaction,
+) -> dict[str, Any]:
+    """Window figures from the per-window parts. Turns each list of sets into running
+    unions in place, so the last set is everything seen in 30 days before this event."""
+    facts: dict[str, Any] = {}
+    count, total = 1, event.amount
     for index, (name, _) in enumerate(WINDOWS):
-        facts[f"tx_count_{name}"] = counts[index]
-        facts[f"tx_sum_{name}"] = sums[index]
-        facts[f"distinct_merchants_{name}"] = len(merchants[index])
-        facts[f"distinct_devices_{name}"] = len(devices[index] - {""})
-        facts[f"distinct_cities_{name}"] = len(cities[index] - {""})
+        if index:
+            merchants[index] |= merchants[index - 1]
+            devices[index] |= devices[index - 1]
+            cities[index] |= cities[index - 1]
+        count += counts[index]
+        total += sums[index]
+        facts[f"tx_count_{name}"] = count
+        facts[f"tx_sum_{name}"] = total
+        facts[f"distinct_merchants_{name}"] = len(merchants[index] | {event.merchant_id})
+        facts[f"distinct_devices_{name}"] = len((devices[index] | {event.device_id or ""}) - {""})
+        facts[f"distinct_cities_{name}"] = len((cities[index] | {event.city or ""}) - {""})
     return facts
 
 

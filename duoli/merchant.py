@@ -21,7 +21,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MerchantFact", "add_fact", "decode_buckets", "encode_buckets", "merchant_features"]
+__all__ = [
+    "MerchantFact",
+    "add_bucket",
+    "add_fact",
+    "as_bucket",
+    "decode_buckets",
+    "encode_buckets",
+    "merchant_features",
+]
 
 Buckets = dict[int, list[float]]  # day -> [transactions, amount, labelled, frauds]
 VOLUME_DAYS = 7
@@ -38,26 +46,25 @@ class MerchantFact:
     amount: float = 0.0
     label: bool | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "merchant_id": self.merchant_id,
-            "day": self.day,
-            "amount": self.amount,
-            "label": self.label,
-        }
+
+def as_bucket(fact: MerchantFact) -> list[float]:
+    """The fact as a bucket increment: [transactions, amount, labelled, frauds]."""
+    if fact.label is None:
+        return [1, fact.amount, 0, 0]
+    return [0, 0.0, 1, int(fact.label)]
+
+
+def add_bucket(buckets: Buckets, day: int, increment: list[float]) -> None:
+    """Add an increment (one fact, or a batch's tally) to its day; forget days too old."""
+    bucket = buckets.setdefault(day, [0, 0.0, 0, 0])
+    for index, value in enumerate(increment):
+        bucket[index] += value
+    for old in [old for old in buckets if old < day - KEEP_DAYS]:
+        del buckets[old]
 
 
 def add_fact(buckets: Buckets, fact: MerchantFact) -> None:
-    """Count the fact in its day's bucket and forget buckets too old to matter."""
-    bucket = buckets.setdefault(fact.day, [0, 0.0, 0, 0])
-    if fact.label is None:
-        bucket[0] += 1
-        bucket[1] += fact.amount
-    else:
-        bucket[2] += 1
-        bucket[3] += int(fact.label)
-    for day in [day for day in buckets if day < fact.day - KEEP_DAYS]:
-        del buckets[day]
+    add_bucket(buckets, fact.day, as_bucket(fact))
 
 
 def merchant_features(buckets: Buckets, today: int) -> dict[str, Any]:

@@ -78,7 +78,8 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         broker_rebalance_timeout=timeout,
         broker_session_timeout=max(timeout, 6.0),
         broker_heartbeat_interval=1.0,
-        producer_linger_ms=1,
+        producer_linger_ms=5,  # each batch flushes its outputs; 5 ms measured best
+        producer_max_batch_size=1048576,
         stream_wait_empty=False,
     )
 

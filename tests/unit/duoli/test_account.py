@@ -18,11 +18,15 @@ def test_remembers_ids_for_dedup(parsed):
     assert state.has_seen(event.event_id) and not state.has_seen("other")
 
 
-def test_history_is_bounded_in_time(parsed):
+def test_history_and_dedup_memory_are_bounded_in_time(parsed):
     state = AccountState.fresh("acc-1", 5000.0, 0.18)
-    apply_event(state, parsed("transaction", days=0))
-    apply_event(state, parsed("transaction", days=HISTORY_SECONDS / 86400 + 1))
-    assert len(state.tx_times) == 1 and len(state.seen_ids) == 1
+    old, label = parsed("transaction", days=0), parsed("fraud_label", days=1)
+    recent = parsed("transaction", days=HISTORY_SECONDS / 86400 + 2)
+    for event in (old, label, recent):
+        apply_event(state, event)
+    assert len(state.tx_times) == 1 and len(state.seen_ids) == 0
+    assert state.has_seen(recent.event_id)
+    assert not state.has_seen(old.event_id) and not state.has_seen(label.event_id)
 
 
 def test_repayment_waterfall_settles_oldest_first(parsed):

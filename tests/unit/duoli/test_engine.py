@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -603,7 +604,7 @@ def _as_json(outcome: Outcome) -> str:
         {
             "score": outcome.score,
             "alerts": outcome.alerts,
-            "facts": [fact.to_json() for fact in outcome.merchant_facts],
+            "facts": [dataclasses.astuple(fact) for fact in outcome.merchant_facts],
             "account": outcome.account,
             "next": outcome.next_crossing,
         },

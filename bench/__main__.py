@@ -1,0 +1,119 @@
+"""``python -m bench [--quick]``: every measurement in one run, written to bench/results/.
+
+Exits 0 even when a bar fails (the table and the JSON say FAIL); only a crash of the
+harness itself exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # kafka-python 3 at import
+    import kafka  # noqa: F401
+
+from bench import _report
+from bench._kafka import REPO, book_records
+from bench._latency import latency_section
+from bench._memory import memory_section
+from bench._rules import rules_section
+from bench._throughput import throughput_section
+from connectors.broker import EmbeddedBroker
+from duoli.settings import Settings, load_settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    events: int  # pre-produced events for the throughput runs
+    latency_seconds: float
+    latency_rate: float
+    accounts: int  # simulated accounts for the memory figure
+
+
+FULL = Sizes(events=40_000, latency_seconds=20.0, latency_rate=500.0, accounts=100_000)
+QUICK = Sizes(events=8_000, latency_seconds=8.0, latency_rate=500.0, accounts=10_000)
+
+
+def _section(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one section; a failure is reported in its place and the others still run."""
+    print(f"[bench] {name} ...", flush=True)
+    started = time.monotonic()
+    try:
+        raw = run()
+    except Exception as error:  # one broken section must not lose the other figures
+        traceback.print_exc()
+        raw = {"error": f"{type(error).__name__}: {error}"}
+    raw["section_seconds"] = round(time.monotonic() - started, 1)
+    print(f"[bench] {name} done in {raw['section_seconds']} s", flush=True)
+    return raw
+
+
+def run_all(sizes: Sizes, settings: Settings, log_dir: Path) -> dict[str, dict[str, Any]]:
+    raw = {"rule_eval": _section("rules", rules_section)}
+    with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
+        url = broker.url
+        records = book_records(sizes.events)
+        raw["throughput"] = _section(
+            "throughput", lambda: throughput_section(url, settings, records, log_dir)
+        )
+        raw["latency_p99"] = _section(
+            "latency",
+            lambda: latency_section(
+                url, settings, sizes.latency_rate, sizes.latency_seconds, log_dir
+            ),
+        )
+    raw["state_memory"] = _section("memory", lambda: memory_section(sizes.accounts))
+    return raw
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller run (about 2 minutes)")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    started, clock = datetime.now(UTC), time.monotonic()
+    settings = load_settings().model_copy(update={"kafka_url": None})
+    log_dir = Path(tempfile.mkdtemp(prefix="duoli-bench-"))
+    print(f"[bench] {'quick' if args.quick else 'full'} run; logs in {log_dir}", flush=True)
+    raw = run_all(sizes, settings, log_dir)
+    results = _report.measurements(raw)
+    report = {
+        "timestamp": started.isoformat().replace("+00:00", "Z"),
+        "mode": "quick" if args.quick else "full",
+        "sizes": vars(sizes),
+        "machine": _report.machine(),
+        "git": _report.git_commit(REPO),
+        "settings": {
+            "partitions": settings.partitions,
+            "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+            "commit_interval_seconds": settings.commit_interval_seconds,
+            "redis_flush_ms": settings.redis_flush_ms,
+        },
+        "log_dir": str(log_dir),
+        "duration_seconds": round(time.monotonic() - clock, 1),
+        "measurements": results,
+    }
+    path = _report.write_results(report, RESULTS, started)
+    print()
+    print(_report.render_table(results))
+    print(f"\n[bench] {report['duration_seconds']} s; results in {path}")
+    failed = [name for name, result in results.items() if not result.get("passed")]
+    if failed:
+        print(f"[bench] FAIL: {', '.join(failed)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""End-to-end latency at a fixed offered load: event produced to alert readable in Redis.
+
+The worker runs a bench rule file whose one active rule fires on every transaction, so
+every event gives one alert. One thread produces at a steady rate and stamps each send;
+another blocks on ``XREAD`` of ``{prefix}:alerts`` and stamps each arrival. The baseline
+is the broker alone at the same rate: produce, and a plain consumer receives it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench._kafka import cpu_seconds, delete_redis_prefix, fresh_prefix, sleep_until, worker_env
+from bench._stats import latency_summary
+from connectors.kafka_admin import TopicSpec, ensure_topics
+from duoli.processes import WorkerProcess
+from duoli.settings import Settings
+from streams.topics import TopicNames
+from streams.worker import prepare_topics
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+__all__ = ["BENCH_RULES", "Stamps", "latency_section", "transaction"]
+
+BENCH_RULES = """\
+rules:
+  - id: bench-every-transaction
+    description: fires on every transaction, so each event's latency can be seen
+    expression: amount > 0
+    severity: low
+    action: alert
+    mode: active
+    kind: fraud
+    version: 1
+"""
+ACCOUNTS = 1000  # distinct accounts, spread over every partition by their keys
+WARM_UP_ACCOUNTS = 16
+READY_TIMEOUT = 90.0
+DRAIN_SECONDS = 10.0
+FLUSH_EVERY = 10
+NOTE = (
+    "pipeline: produce -> worker -> alert readable by XREAD in Redis; broker: produce -> a "
+    "kafka-python consumer with the workers' fetch wait (DUOLI_FETCH_MAX_WAIT_MS) receives it"
+)
+
+
+def transaction(prefix: str, index: int, now: float, tag: str = "e") -> tuple[bytes, bytes, str]:
+    """(key, value, event_id) of a valid transaction happening now.
+
+    >>> key, value, event_id = transaction("p", 3, 0.0)
+    >>> key, event_id, json.loads(value)["occurred_at"]
+    (b'p-acct-0003', 'p-e-3', '1970-01-01T00:00:00+00:00')
+    """
+    account = f"{prefix}-acct-{index % ACCOUNTS:04d}"
+    event_id = f"{prefix}-{tag}-{index}"
+    event = {
+        "type": "transaction",
+        "event_id": event_id,
+        "account_id": account,
+        "occurred_at": datetime.fromtimestamp(now, UTC).isoformat(),
+        "amount": 10.0 + index % 490,
+        "merchant_id": f"m-{index % 50}",
+    }
+    return account.encode(), json.dumps(event).encode(), event_id
+
+
+@dataclass
+class Stamps:
+    """Wall-clock send and arrival times by event id (``time.time()`` in this process)."""
+
+    sent: dict[str, float] = field(default_factory=dict)
+    arrived: dict[str, float] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def arrive(self, event_ids: list[str], at: float) -> None:
+        with self.lock:
+            for event_id in event_ids:
+                self.arrived.setdefault(event_id, at)
+
+    def latencies(self) -> list[float]:
+        with self.lock:
+            return [self.arrived[e] - sent for e, sent in self.sent.items() if e in self.arrived]
+
+    def missing(self) -> int:
+        with self.lock:
+            return sum(1 for event_id in self.sent if event_id not in self.arrived)
+
+
+def _producer(url: str) -> Any:
+    return KafkaProducer(bootstrap_servers=url, linger_ms=0, allow_auto_create_topics=False)
+
+
+def offer_load(url: str, topic: str, prefix: str, rate: float, seconds: float) -> Stamps:
+    """Send ``rate * seconds`` transactions on a steady schedule.
+
+    With ``linger_ms=0`` each record leaves as soon as it is sent; flushing every record
+    would wait out a produce round trip each time, which on a busy 2-core machine is
+    slower than 2 ms and let the schedule slip, so the producer flushes every few records.
+    """
+    stamps, producer = Stamps(), _producer(url)
+    try:
+        started = time.monotonic()
+        for index in range(int(rate * seconds)):
+            sleep_until(started + index / rate)
+            now = time.time()
+            key, value, event_id = transaction(prefix, index, now)
+            stamps.sent[event_id] = now
+            producer.send(topic, key=key, value=value)
+            if index % FLUSH_EVERY == FLUSH_EVERY - 1:
+                producer.flush()
+        producer.flush()
+    finally:
+        producer.close(timeout=10)
+    return stamps
+
+
+@contextmanager
+def listening(read: Callable[[Stamps, threading.Event], None], stamps: Stamps) -> Iterator[None]:
+    """Run ``read`` in a thread for the duration of the block."""
+    stop = threading.Event()
+    thread = threading.Thread(target=read, args=(stamps, stop), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def wait_drained(stamps: Stamps, timeout: float = DRAIN_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while stamps.missing() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _measure(
+    url: str, topic: str, prefix: str, rate: float, seconds: float,
+    read: Callable[[Stamps, threading.Event], None],
+) -> dict[str, Any]:  # fmt: skip
+    """Offer the load while ``read`` collects arrivals into the same stamps."""
+    stamps = Stamps()
+    with listening(read, stamps):
+        sent = offer_load(url, topic, prefix, rate, seconds)
+        with stamps.lock:
+            stamps.sent.update(sent.sent)
+        wait_drained(stamps)
+    return latency_summary(stamps.latencies(), len(stamps.sent)) | {
+        "achieved_rate_per_s": round(achieved_rate(list(stamps.sent.values())), 1)
+    }
+
+
+def achieved_rate(sent_at: list[float]) -> float:
+    """Sends per second actually reached (the producer may fall behind its schedule).
+
+    >>> achieved_rate([0.0, 0.5, 1.0])
+    2.0
+    """
+    span = max(sent_at) - min(sent_at) if len(sent_at) > 1 else 0.0
+    return (len(sent_at) - 1) / span if span > 0 else float("nan")
+
+
+# -- the full pipeline: alerts in Redis ----------------------------------------------------
+
+
+class AlertReader:
+    """Blocks on ``XREAD`` of the alerts stream from a given id; stamps each event id."""
+
+    def __init__(self, redis_url: str, stream: str, last_id: str = "0-0") -> None:
+        self.client: Any = redis.Redis.from_url(redis_url)
+        self.stream = stream
+        self.last_id = last_id
+
+    def read_once(self, block_ms: int = 200) -> list[list[str]]:
+        """The event ids of every alert that arrived since the last read."""
+        found = []
+        for _, entries in self.client.xread({self.stream: self.last_id}, block=block_ms) or []:
+            for entry_id, fields in entries:
+                self.last_id = entry_id
+                found.append(json.loads(fields[b"data"])["event_ids"])
+        return found
+
+    def __call__(self, stamps: Stamps, stop: threading.Event) -> None:
+        while not stop.is_set():
+            for event_ids in self.read_once():
+                stamps.arrive(event_ids, time.time())
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _warm_up(url: str, topic: str, prefix: str, reader: AlertReader) -> float:
+    """Until one alert per warm-up account is in Redis: the worker joined and is ready."""
+    started, producer = time.monotonic(), _producer(url)
+    expected = set()
+    try:
+        for index in range(WARM_UP_ACCOUNTS):
+            key, value, event_id = transaction(prefix, index, time.time(), tag="warm")
+            producer.send(topic, key=key, value=value)
+            expected.add(event_id)
+        producer.flush()
+    finally:
+        producer.close(timeout=10)
+    while expected:
+        if time.monotonic() - started > READY_TIMEOUT:
+            raise RuntimeError(f"worker not ready after {READY_TIMEOUT:.0f}s; see its log")
+        for event_ids in reader.read_once(500):
+            expected.difference_update(event_ids)
+    return time.monotonic() - started
+
+
+def pipeline_latency(
+    url: str, settings: Settings, rate: float, seconds: float, log_dir: Path
+) -> dict[str, Any]:
+    prefix = fresh_prefix("lat")
+    rules = log_dir / "bench-rules.yaml"
+    rules.write_text(BENCH_RULES)
+    run_settings = settings.model_copy(update={"topic_prefix": prefix})
+    prepare_topics(run_settings, url)
+    topic = TopicNames.of(run_settings).events
+    env = worker_env(prefix, settings.redis_url, DUOLI_RULES_PATH=str(rules))
+    reader = AlertReader(settings.redis_url, f"{prefix}:alerts")
+    try:
+        with WorkerProcess(url, env, log_dir / "latency-worker.log") as worker:
+            ready = _warm_up(url, topic, prefix, reader)
+            started, cpu = time.monotonic(), cpu_seconds(worker.pid or 0)
+            summary = _measure(url, topic, prefix, rate, seconds, reader)
+            cores = (cpu_seconds(worker.pid or 0) - cpu) / (time.monotonic() - started)
+            if not worker.alive():
+                raise RuntimeError("the latency worker exited; see its log")
+    finally:
+        reader.close()
+        delete_redis_prefix(settings.redis_url, [prefix])
+    return summary | {"ready_after_s": round(ready, 1), "worker_cpu_cores": round(cores, 2)}
+
+
+# -- the baseline: the broker round trip alone ---------------------------------------------
+
+
+class RecordReader:
+    """A plain consumer of every partition from the end, with the workers' fetch wait."""
+
+    def __init__(self, url: str, topic: str, partitions: int, fetch_wait_ms: int) -> None:
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=url, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms
+        )
+        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self.consumer.assign(self.partitions)
+        self.consumer.seek_to_end(*self.partitions)
+        for tp in self.partitions:
+            self.consumer.position(tp)  # resolve the end now, before anything is sent
+
+    def __call__(self, stamps: Stamps, stop: threading.Event) -> None:
+        while not stop.is_set():
+            batches = self.consumer.poll(timeout_ms=100)
+            now = time.time()
+            ids = [json.loads(r.value)["event_id"] for batch in batches.values() for r in batch]
+            stamps.arrive(ids, now)
+
+    def close(self) -> None:
+        self.consumer.close(autocommit=False)
+
+
+def broker_latency(url: str, settings: Settings, rate: float, seconds: float) -> dict[str, Any]:
+    prefix = fresh_prefix("rtt")
+    topic = f"{prefix}.roundtrip"
+    ensure_topics(url, [TopicSpec(topic, settings.partitions)])
+    reader = RecordReader(url, topic, settings.partitions, settings.fetch_max_wait_ms)
+    try:
+        return _measure(url, topic, prefix, rate, seconds, reader)
+    finally:
+        reader.close()
+
+
+def latency_section(
+    url: str, settings: Settings, rate: float, seconds: float, log_dir: Path
+) -> dict[str, Any]:
+    """Pipeline and broker-only latency at the same offered load."""
+    return {
+        "note": NOTE,
+        "rate_per_s": rate,
+        "seconds": seconds,
+        "pipeline": pipeline_latency(url, settings, rate, seconds, log_dir),
+        "broker": broker_latency(url, settings, rate, seconds),
+    }
