@@ -1,4 +1,4 @@
-"""The two places where Duoli reaches past Faust's public API, each for a measured reason."""
+"""The places where Duoli reaches past Faust's public API, each for a measured reason."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import aiokafka
 from faust.serializers import codecs
 
-__all__ = ["cap_fetch_wait", "write_table"]
+__all__ = ["cap_fetch_wait", "seal_changelogs", "write_table"]
 
 
 async def write_table(producer: Any, table: Any, key: Any, value: Any, partition: int) -> None:
@@ -48,3 +48,20 @@ def cap_fetch_wait(max_wait_ms: int) -> None:
             super().__init__(*topics, **options)
 
     aiokafka.AIOKafkaConsumer = CappedConsumer
+
+
+async def seal_changelogs(producer: Any, writes: dict[tuple[Any, Any], tuple[Any, int]]) -> None:
+    """End each written changelog partition with a record alone in its own record batch.
+
+    Tansu reports a partition's end offset as the start of its last record batch plus one,
+    and Faust's recovery reads a changelog only up to that offset: after a crash, the
+    states written in a batch's last multi-record batch were silently left out. Writing
+    the last record of each partition again (the same key and value, so recovery is
+    unchanged) after a flush makes that batch one record long and the end offset exact.
+    """
+    last: dict[tuple[Any, int], tuple[Any, Any]] = {}
+    for (table, key), (value, partition) in writes.items():
+        last[table, partition] = (key, value)
+    await producer.flush()
+    for (table, partition), (key, value) in last.items():
+        await write_table(producer, table, key, value, partition)

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from streams._faust_compat import write_table
+from streams._faust_compat import seal_changelogs, write_table
 from streams.processing import AccountProcessor, Batch, MerchantProcessor
 
 __all__ = ["register_agents"]
@@ -33,6 +33,7 @@ async def _commit(app: Any, batch: Batch, sink: Any) -> None:
     await asyncio.gather(app.producer.flush(), sink.flush())
     for (table, key), (value, changelog_partition) in batch.writes.items():
         await write_table(app.producer, table, key, value, changelog_partition)
+    await seal_changelogs(app.producer, batch.writes)
 
 
 def register_agents(
