@@ -23,6 +23,7 @@ with warnings.catch_warnings():
     import kafka  # noqa: F401
 
 from bench import _report
+from bench._backtest import backtest_section
 from bench._kafka import REPO, book_records
 from bench._latency import latency_section
 from bench._memory import memory_section
@@ -61,7 +62,10 @@ def _section(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_all(sizes: Sizes, settings: Settings, log_dir: Path) -> dict[str, dict[str, Any]]:
-    raw = {"rule_eval": _section("rules", rules_section)}
+    raw = {
+        "rule_eval": _section("rules", rules_section),
+        "backtest": _section("backtest", backtest_section),
+    }
     with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
         url = broker.url
         records = book_records(sizes.events)

@@ -21,6 +21,7 @@ BARS = {
     "latency_p99": Bar("value", "<=", 100.0),
     "rule_eval": Bar("value", "<=", 5.0),
     "state_memory": Bar("value", "<=", 4096.0),
+    "backtest": Bar("value", ">=", 10_000.0),
 }
 
 
@@ -79,12 +80,19 @@ def memory(raw: Mapping[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
 
 
+def backtest(raw: Mapping[str, Any]) -> dict[str, Any]:
+    return measurement(
+        raw["events_per_s"], "events/s", bar=BARS["backtest"],
+        baseline=raw["baseline_parse_only_events_per_s"], details=raw,
+    )  # fmt: skip
+
+
 def _ratio(value: float, baseline: float) -> float:
     return round(value / baseline, 3) if baseline else math.nan
 
 
 MEASURES = {"throughput": throughput, "latency_p99": latency, "rule_eval": rules,
-            "state_memory": memory}  # fmt: skip
+            "state_memory": memory, "backtest": backtest}  # fmt: skip
 
 
 def measurements(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

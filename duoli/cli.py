@@ -107,6 +107,59 @@ def demo(duration: float | None, rate: float, workers: int, accounts: int) -> No
     run_demo(load_settings(), duration=duration, rate=rate, workers=workers, accounts=accounts)
 
 
+@cli.group()
+def rules() -> None:
+    """Analysts' rules: test them on history before switching them on."""
+
+
+@rules.command()
+@click.argument("rulefiles", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--events", "events_path", required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="History to replay (JSONL), with its fraud labels.",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option(
+    "--active", type=click.Path(exists=True, path_type=Path),
+    help="The deployed rules to compare with (default: DUOLI_RULES_PATH).",
+)  # fmt: skip
+@click.option(
+    "--maturity-days", default=7.0, show_default=True,
+    help="Unlabelled hits younger than this are pending, not false alarms.",
+)  # fmt: skip
+def backtest(
+    rulefiles: tuple[Path, ...], events_path: Path, as_json: bool, active: Path | None,
+    maturity_days: float,
+) -> None:  # fmt: skip
+    """Replay EVENTS through the live feature code and report each rule of RULEFILE..."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from duoli.backtest import backtest as run
+    from duoli.backtest import load_candidates
+    from duoli.backtest_report import render_table
+    from rules import load_rules
+
+    settings = load_settings()
+    candidates = load_candidates(rulefiles)
+    deployed = load_rules(active or settings.rules_path)
+    console = Console(stderr=as_json)  # keep stdout pure JSON with --json
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+        TimeRemainingColumn(), console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("replaying", total=events_path.stat().st_size)
+        report = run(
+            events_path, candidates, active=deployed, settings=settings,
+            maturity_days=maturity_days, progress=lambda done: bar.update(task, completed=done),
+        )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        console.print(render_table(report))
+
+
 def main() -> None:
     try:
         cli(standalone_mode=True)

@@ -43,6 +43,7 @@ class Outcome:
     merchant_facts: list[MerchantFact] = field(default_factory=list)
     account: dict[str, Any] | None = None
     next_crossing: float | None = None
+    facts: dict[str, Any] | None = None  # what the rules saw (transactions and repayments)
 
 
 class AccountEngine:
@@ -107,7 +108,7 @@ class AccountEngine:
     def _score(
         self, state: AccountState, event: Transaction, merchant: Any, outcome: Outcome
     ) -> None:
-        facts = transaction_features(state, event, merchant, self.grace)
+        facts = outcome.facts = transaction_features(state, event, merchant, self.grace)
         evaluation = self.ruleset.evaluate(facts, "transaction")
         fraud_hits = [
             hit for hit in evaluation.hits if hit.mode == "active" and hit.kind == "fraud"
@@ -122,7 +123,7 @@ class AccountEngine:
         outcome.merchant_facts.append(MerchantFact(event.merchant_id, day, event.amount))
 
     def _check_repayment(self, state: AccountState, event: Repayment, outcome: Outcome) -> None:
-        facts = repayment_features(state, event, self.grace)
+        facts = outcome.facts = repayment_features(state, event, self.grace)
         evaluation = self.ruleset.evaluate(facts, "repayment")
         outcome.alerts = rule_alerts(event, evaluation.hits, 0.0, _summary(facts))
 
