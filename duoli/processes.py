@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -75,11 +75,11 @@ class WorkerProcess:
         self.stop()
 
 
-def wait_for(predicate: object, timeout: float, interval: float = 0.1) -> bool:
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.1) -> bool:
     """Poll a zero-argument callable until it is truthy or the timeout passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(interval)
     return False

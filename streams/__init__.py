@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.app import Pipeline, build_pipeline
+from streams.app import build_app
 from streams.worker import run_worker
 
-__all__ = ["Pipeline", "build_pipeline", "run_worker"]
+__all__ = ["build_app", "run_worker"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -15,24 +14,11 @@ from rules import load_rules
 from streams._faust_compat import cap_fetch_wait
 from streams.agents import register_agents
 from streams.processing import AccountProcessor, MerchantCache, MerchantProcessor
-from streams.tables import Tables, define_tables
+from streams.tables import define_tables
 from streams.timers import register_timers
-from streams.topics import Topics, define_topics
+from streams.topics import define_topics
 
-__all__ = ["Pipeline", "build_pipeline"]
-
-
-@dataclass
-class Pipeline:
-    """One worker's app and the objects its agents share."""
-
-    app: faust.App
-    topics: Topics
-    tables: Tables
-    accounts: AccountProcessor
-    merchants: MerchantProcessor
-    sink: BufferedRedisSink
-    redis: RedisLifecycle
+__all__ = ["build_app", "create_app"]
 
 
 class RedisLifecycle(Service):
@@ -84,7 +70,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     )
 
 
-def build_pipeline(settings: Settings, broker_url: str) -> Pipeline:
+def build_app(settings: Settings, broker_url: str) -> faust.App:
     """The whole worker: topics, tables, processors, agents, timers and the Redis sink."""
     cap_fetch_wait(settings.fetch_max_wait_ms)
     app = create_app(settings, broker_url)
@@ -101,7 +87,7 @@ def build_pipeline(settings: Settings, broker_url: str) -> Pipeline:
         register_timers(app, topics, accounts)
     app.service(redis)  # type: ignore[arg-type]  # Faust accepts an instance too
     _reset_on_rebalance(app, accounts)
-    return Pipeline(app, topics, tables, accounts, merchants, sink, redis)
+    return app
 
 
 def _reset_on_rebalance(app: faust.App, accounts: AccountProcessor) -> None:

@@ -10,7 +10,7 @@ import faust
 from connectors.broker import EmbeddedBroker
 from connectors.kafka_admin import ensure_topics
 from duoli.settings import Settings
-from streams.app import build_pipeline
+from streams.app import build_app
 from streams.topics import topic_specs
 
 __all__ = ["prepare_topics", "run_worker"]
@@ -26,11 +26,11 @@ def run_worker(settings: Settings, broker_url: str | None = None) -> None:
     with ExitStack() as stack:
         url = broker_url or settings.kafka_url or stack.enter_context(EmbeddedBroker()).url
         prepare_topics(settings, url)
-        pipeline = build_pipeline(settings, url)
+        app = build_app(settings, url)
         # Faust logs its producer's backpressure as a warning on every busy batch.
         logging.getLogger("faust.transport.producer").setLevel(logging.ERROR)
         worker = faust.Worker(
-            pipeline.app, loglevel=logging.getLevelName(settings.log_level.upper()), quiet=True
+            app, loglevel=logging.getLevelName(settings.log_level.upper()), quiet=True
         )
         # The terminal spinner sets the root logger to DEBUG, and the Kafka clients then
         # build a log record per message: about 9% of a worker's CPU.
