@@ -62,6 +62,7 @@ class AccountState:
     balance: float = 0.0
     latest_at: float = 0.0
     partition: int = -1
+    last_offset: int = -1
     tx_count: int = 0
     log_mean: float = 0.0
     log_var: float = 0.0
@@ -144,7 +145,8 @@ class AccountState:
 
 _SCALARS = (
     "account_id", "credit_limit", "apr", "opened_at", "balance", "latest_at", "partition",
-    "tx_count", "log_mean", "log_var", "on_time_streak", "confirmed_frauds", "last_fraud_score",
+    "last_offset", "tx_count", "log_mean", "log_var", "on_time_streak", "confirmed_frauds",
+    "last_fraud_score",
 )  # fmt: skip
 _NUMERIC = ("tx_times", "tx_amounts", "tx_kinds", "tx_ids", "seen_ids", "seen_times")
 _TEXT = ("tx_merchants", "tx_devices", "tx_cities")

@@ -6,8 +6,9 @@ from typing import Any
 
 import aiokafka
 from faust.serializers import codecs
+from faust.transport.consumer import Consumer
 
-__all__ = ["cap_fetch_wait", "seal_changelogs", "write_table"]
+__all__ = ["cap_fetch_wait", "guard_commit_head", "seal_changelogs", "write_table"]
 
 
 async def write_table(producer: Any, table: Any, key: Any, value: Any, partition: int) -> None:
@@ -65,3 +66,32 @@ async def seal_changelogs(producer: Any, writes: dict[tuple[Any, Any], tuple[Any
     await producer.flush()
     for (table, partition), (key, value) in last.items():
         await write_table(producer, table, key, value, partition)
+
+
+def missing_head(consumer: Any, tp: Any) -> int | None:
+    """The committed offset of ``tp`` when its event is not acknowledged yet but later
+    ones are; ``None`` while the partition can commit."""
+    acked, committed = consumer._acked.get(tp), consumer._committed_offset.get(tp)
+    if not acked or committed is None or min(acked) <= committed:
+        return None
+    gap = consumer._gap.get(tp)
+    return None if gap and gap.overlaps_point(committed) else committed
+
+
+def guard_commit_head() -> None:
+    """Never commit past an event that was not acknowledged.
+
+    Faust's ``Consumer._new_offset`` tolerates exactly one missing offset at the head of
+    a partition (``min(acked) - committed > 1``), so an event lost before processing at
+    the committed offset was committed over and never seen again (seen here after a
+    restart). Idempotent.
+    """
+    if getattr(Consumer._new_offset, "_duoli_guard", False):
+        return
+    new_offset = Consumer._new_offset
+
+    def guarded(self: Any, tp: Any) -> int | None:
+        return None if missing_head(self, tp) is not None else new_offset(self, tp)
+
+    guarded._duoli_guard = True  # type: ignore[attr-defined]
+    Consumer._new_offset = guarded  # type: ignore[method-assign]

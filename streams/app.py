@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import faust
@@ -11,11 +12,12 @@ from connectors.redis_store import BufferedRedisSink, RedisStore
 from duoli.engine import AccountEngine
 from duoli.settings import Settings
 from rules import load_rules
-from streams._faust_compat import cap_fetch_wait
+from streams._faust_compat import cap_fetch_wait, guard_commit_head
 from streams.agents import register_agents
 from streams.processing import AccountProcessor, MerchantCache, MerchantProcessor
+from streams.progress import Progress
 from streams.tables import define_tables
-from streams.timers import register_timers
+from streams.timers import register_gap_watch, register_timers
 from streams.topics import define_topics
 
 __all__ = ["build_app", "create_app"]
@@ -25,20 +27,23 @@ class RedisLifecycle(Service):
     """Connects the Redis store and its batch sink with the app, and flushes on stop.
 
     Faust starts user services only after table recovery, while agents may run earlier,
-    so the agents also await ``ready()``; starting twice is harmless.
+    so the agents also await ``ready()``: every caller waits for the one connection.
     """
 
     def __init__(self, store: RedisStore, sink: BufferedRedisSink, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.store = store
         self.sink = sink
-        self._connected = False
+        self._connecting: asyncio.Future[None] | None = None
 
     async def ready(self) -> None:
-        if not self._connected:
-            self._connected = True
-            await self.store.start()
-            await self.sink.start()
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        await self._connecting
+
+    async def _connect(self) -> None:
+        await self.store.start()
+        await self.sink.start()
 
     async def on_start(self) -> None:
         await self.ready()
@@ -73,6 +78,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
 def build_app(settings: Settings, broker_url: str) -> faust.App:
     """The whole worker: topics, tables, processors, agents, timers and the Redis sink."""
     cap_fetch_wait(settings.fetch_max_wait_ms)
+    guard_commit_head()
     app = create_app(settings, broker_url)
     topics = define_topics(app, settings)
     tables = define_tables(app, settings)
@@ -81,22 +87,25 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     engine = AccountEngine(settings, load_rules(settings.rules_path))
     accounts = AccountProcessor(settings, engine, tables, topics, sink, MerchantCache(store))
     merchants = MerchantProcessor(tables, topics, sink)
+    progress = Progress(tables.progress)
     redis = RedisLifecycle(store, sink)
-    register_agents(app, topics, accounts, merchants, redis.ready)
+    register_agents(app, topics, accounts, merchants, progress, redis.ready)
+    register_gap_watch(app, progress)
     if settings.live_clock:
         register_timers(app, topics, accounts)
     app.service(redis)  # type: ignore[arg-type]  # Faust accepts an instance too
-    _reset_on_rebalance(app, accounts)
+    _reset_on_rebalance(app, accounts, progress)
     return app
 
 
-def _reset_on_rebalance(app: faust.App, accounts: AccountProcessor) -> None:
+def _reset_on_rebalance(app: faust.App, accounts: AccountProcessor, progress: Progress) -> None:
     """Partitions may move: forget per-partition memory, rebuilt lazily from the tables."""
 
     async def forget(*args: Any, **kwargs: Any) -> None:
         accounts.watch.reset()
         accounts.clocks.clear()
         accounts.wall_anchor.clear()
+        progress.reset()
 
     app.on_partitions_revoked.connect(forget)
     app.on_partitions_assigned.connect(forget)

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from duoli.account import AccountState
 from duoli.engine import AccountEngine, Outcome, day_of
 from duoli.errors import InvalidEvent
 from duoli.events import Event, Transaction, parse_event
@@ -47,6 +48,16 @@ def _json(record: Any) -> bytes:
 def merchant_partition(merchant_id: str, partitions: int) -> int:
     """Where a merchant's facts go: any stable hash will do, as long as it never changes."""
     return zlib.crc32(merchant_id.encode()) % partitions
+
+
+def redelivered(state: AccountState, event: Event, partition: int, offset: int) -> bool:
+    """The broker delivering again an event this account already applied, after a crash
+    or a re-fetch: skipped in silence. The same id at a new offset is a real duplicate."""
+    return (
+        state.partition == partition
+        and offset <= state.last_offset
+        and state.has_seen(event.event_id)
+    )
 
 
 def dead_letter(raw: bytes, error: Exception, source: str) -> dict[str, Any]:
@@ -187,13 +198,13 @@ class AccountProcessor:
         return None
 
     def on_event(
-        self, batch: Batch, raw: bytes, parsed: Event | InvalidEvent, partition: int
+        self, batch: Batch, raw: bytes, parsed: Event | InvalidEvent, partition: int, offset: int
     ) -> None:
         """One input event: validate, score, alert, update state; never raises."""
         try:
             if isinstance(parsed, InvalidEvent):
                 raise parsed
-            self._process(batch, parsed, partition)
+            self._process(batch, parsed, partition, offset)
         except Exception as error:
             batch.send(
                 self.topics.names.dead_letters,
@@ -223,15 +234,17 @@ class AccountProcessor:
             batch.send(self.topics.names.merchant_facts, None, {"tallies": tallies}, partition)
         self.tallies.clear()
 
-    def _process(self, batch: Batch, event: Event, partition: int) -> None:
+    def _process(self, batch: Batch, event: Event, partition: int, offset: int) -> None:
         accounts = self.tables.accounts
         self.watch.ensure(partition, accounts, self.engine)
         state = batch.staged(accounts, event.account_id) or self.engine.new_state(event.account_id)
+        if redelivered(state, event, partition, offset):
+            return
         self.engine.check(state, event, self.clock(partition))
         merchant_key = self.merchant_key(event)
         merchant = self.merchants.get(*merchant_key) if merchant_key else None
         outcome = self.engine.handle(state, event, merchant)
-        state.partition = partition
+        state.partition, state.last_offset = partition, max(offset, state.last_offset)
         batch.stage(accounts, event.account_id, state, partition)
         self._emit(batch, event.account_id, outcome, partition)
         self.watch.push(partition, outcome.next_crossing, event.account_id)

@@ -1,4 +1,5 @@
-"""Faust tables: account state, per-partition clocks and merchant buckets, each with a changelog."""
+"""Faust tables, each with a changelog: account state, per-partition clocks and input
+progress, merchant buckets."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class Tables:
     accounts: Any  # account_id -> AccountState
     clocks: Any  # str(partition) -> highest event time seen there
     merchants: Any  # merchant_id -> encoded day buckets
+    progress: Any  # "topic:partition" -> next input offset to apply
 
 
 def define_tables(app: Any, settings: Settings) -> Tables:
@@ -46,4 +48,5 @@ def define_tables(app: Any, settings: Settings) -> Tables:
         accounts=accounts,
         clocks=app.Table("clocks", default=float, partitions=partitions),
         merchants=app.Table("merchants", partitions=partitions),
+        progress=app.Table("progress", partitions=partitions),
     )

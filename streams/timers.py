@@ -1,7 +1,11 @@
-"""The live clock: while a partition is quiet, its event-time clock follows the wall clock.
+"""The worker's timers.
 
+The live clock: while a partition is quiet, its event-time clock follows the wall clock.
 The timer cannot write tables itself (Faust allows that only inside a stream), so it
 sends a tick through the clock topic to the partition's own agent.
+
+The gap watch: a partition that skipped ahead is fetched again, even when no more events
+arrive to notice it (see :mod:`streams.progress`).
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ import json
 from typing import Any
 
 from streams.processing import AccountProcessor
+from streams.progress import REFETCH_RETRY, Progress, refetch_gaps
 
-__all__ = ["register_timers"]
+__all__ = ["register_gap_watch", "register_timers"]
 
 TICK_INTERVAL = 1.0
 
@@ -27,3 +32,9 @@ def register_timers(app: Any, topics: Any, accounts: AccountProcessor) -> None:
             await app.producer.send(
                 topics.names.clock, None, tick, partition=partition, timestamp=None, headers=None
             )
+
+
+def register_gap_watch(app: Any, progress: Progress) -> None:
+    @app.timer(REFETCH_RETRY, name="gap_watch")
+    async def gap_watch() -> None:
+        await refetch_gaps(app.consumer, progress)

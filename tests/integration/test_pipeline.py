@@ -202,13 +202,13 @@ def test_a_replay_is_repeatable_and_redis_holds_no_duplicate_alert(
             redis_client.delete(key)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN DEFECT (issue 2 stays open): after a worker restart, one partition's "
-    "committed offset often stops advancing (lag stays, wait times out), and once an event "
-    "at the committed offset was skipped. Reproduce: pytest -k killed.",
-)
 def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(pipeline, redis_client):
+    """After a SIGKILL, the restarted worker recovers state from the changelogs and resumes
+    from the committed offsets. Events it had already applied come again and are skipped
+    without a dead letter; Faust's recovery race, which drops fetched events about one run
+    in two here, is caught by the input progress and fetched again (streams/progress.py).
+    Score records are at least once: a batch whose outputs were sent but whose state was
+    not yet written is scored again, with the same record."""
     from duoli.simulate import SimulationConfig, simulate
 
     events = list(simulate(SimulationConfig(seed=5, accounts=80, days=20)))
@@ -223,7 +223,13 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(pipeline, 
     running.wait(timeout=60)
 
     transactions = {e["event_id"] for e in events if e["type"] == "transaction"}
-    assert {record["event_id"] for record in running.scores()} == transactions
+    scores = running.scores()
+    assert {record["event_id"] for record in scores} == transactions
+    assert running.dead_letters() == []
     stream = redis_client.xrange(f"{running.prefix}:alerts")
     ids = [fields["alert_id"] for _, fields in stream]
     assert len(ids) == len(set(ids)) == len({a["alert_id"] for a in running.alerts()}) > 0
+    by_event: dict[str, list[dict]] = {}
+    for record in scores:
+        by_event.setdefault(record["event_id"], []).append(record)
+    assert all(all(r == copies[0] for r in copies) for copies in by_event.values())

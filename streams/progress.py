@@ -1,0 +1,88 @@
+"""Which input offsets each partition has applied, kept in a table so a restart knows.
+
+Faust can lose a fetched message around recovery: its "seek to committed offsets" races
+the fetch loop, then clears the stream queues and discards the fetched-again copies as
+already read (seen here after a worker restart, about one run in two). Offsets of the
+input topics have no holes, so an agent applies a partition's offsets strictly in order:
+an offset below the next one is a redelivery and is skipped; one above it means some were
+lost, so it is skipped too and the partition is fetched again from the next offset. A
+batch that fails is fetched again the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from faust.types import TP
+
+__all__ = ["REFETCH_RETRY", "Progress", "refetch_gaps"]
+
+REFETCH_RETRY = 1.0  # seconds before a gap is fetched again
+
+log = logging.getLogger(__name__)
+
+
+class Progress:
+    """The next offset to apply per (topic, partition), and the partitions to fetch again.
+
+    The next offset moves only when a batch is stored: a batch reads it with
+    ``batch.staged``, so a batch that fails leaves it where it was.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.gaps: dict[tuple[str, int], float] = {}  # -> when it was last fetched again
+
+    def reset(self) -> None:
+        """Partitions may move: forget the gaps of this assignment."""
+        self.gaps.clear()
+
+    def admit(self, batch: Any, topic: str, partition: int, offset: int) -> bool:
+        """Whether to apply this offset now; if so its progress is staged in ``batch``."""
+        key = _key(topic, partition)
+        expected = batch.staged(self.table, key)
+        if expected is not None and offset != expected:
+            if offset > expected:
+                self.gaps.setdefault((topic, partition), 0.0)
+            return False
+        batch.stage(self.table, key, offset + 1, partition)
+        self.gaps.pop((topic, partition), None)
+        return True
+
+    @contextmanager
+    def refetched_on_failure(self, events: Iterable[Any]) -> Iterator[None]:
+        """A batch that fails before it is stored has its partitions fetched again."""
+        try:
+            yield
+        except BaseException:
+            for event in events:
+                self.gaps.setdefault((event.message.topic, event.message.partition), 0.0)
+            raise
+
+    def refetches(self, retry_after: float) -> list[tuple[str, int, int]]:
+        """(topic, partition, offset) to fetch again: new gaps, and gaps still open after
+        ``retry_after`` seconds (the fetch loop may have discarded the first attempt)."""
+        now = time.monotonic()
+        due = []
+        for (topic, partition), fetched in list(self.gaps.items()):
+            offset = self.table.get(_key(topic, partition))
+            if offset is None:  # nothing stored yet: Faust's committed offset holds
+                del self.gaps[topic, partition]
+            elif now - fetched >= retry_after:
+                self.gaps[topic, partition] = now
+                due.append((topic, partition, offset))
+        return due
+
+
+def _key(topic: str, partition: int) -> str:
+    return f"{topic}:{partition}"
+
+
+async def refetch_gaps(consumer: Any, progress: Progress) -> None:
+    for topic, partition, offset in progress.refetches(REFETCH_RETRY):
+        log.warning("%s[%d] skipped ahead; fetching again from offset %d", topic, partition, offset)
+        await consumer.seek(TP(topic, partition), offset)

@@ -1,0 +1,141 @@
+"""Input progress: offsets applied strictly in order, gaps fetched again, failures too;
+and the commit guard that keeps Faust from committing over a lost offset.
+
+The table is a dict here (hashable, as Faust tables are): Progress only calls ``get`` on it.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from intervaltree import Interval, IntervalTree
+
+from duoli.account import AccountState
+from duoli.events import parse_event
+from streams._faust_compat import missing_head
+from streams.processing import Batch, redelivered
+from streams.progress import Progress
+
+
+class Table(dict[str, int]):
+    __hash__ = object.__hash__  # type: ignore[assignment]
+
+
+def stored(progress: Progress, batch: Batch) -> None:
+    """What ``_commit`` does to a table once the batch is stored."""
+    for (table, key), (value, _) in batch.writes.items():
+        table[key] = value
+
+
+def event(offset: int, partition: int = 0, topic: str = "t") -> SimpleNamespace:
+    return SimpleNamespace(message=SimpleNamespace(topic=topic, partition=partition, offset=offset))
+
+
+def test_a_partition_with_no_progress_starts_at_its_first_offset() -> None:
+    progress, batch = Progress(Table()), Batch()
+    assert progress.admit(batch, "t", 0, 40)
+    assert progress.admit(batch, "t", 0, 41)
+    assert batch.writes[progress.table, "t:0"] == (42, 0)
+
+
+def test_offsets_below_the_next_are_redeliveries_and_skipped() -> None:
+    progress, batch = Progress(Table({"t:0": 10})), Batch()
+    assert [progress.admit(batch, "t", 0, o) for o in (8, 9, 10, 10, 11)] == [
+        False, False, True, False, True,
+    ]  # fmt: skip
+    assert progress.gaps == {}
+
+
+def test_an_offset_past_a_gap_is_refused_and_its_partition_fetched_again() -> None:
+    progress, batch = Progress(Table({"t:0": 10, "t:1": 5})), Batch()
+    assert not progress.admit(batch, "t", 0, 13)
+    assert progress.admit(batch, "t", 1, 5)
+    assert progress.refetches(retry_after=1.0) == [("t", 0, 10)]
+    assert progress.refetches(retry_after=1.0) == []  # not again at once
+    assert progress.refetches(retry_after=0.0) == [("t", 0, 10)]  # but once the retry is due
+
+
+def test_the_missing_offset_closes_the_gap() -> None:
+    progress, batch = Progress(Table({"t:0": 10})), Batch()
+    progress.admit(batch, "t", 0, 12)
+    assert progress.admit(batch, "t", 0, 10)
+    assert progress.gaps == {}
+
+
+def test_progress_moves_only_when_the_batch_is_stored() -> None:
+    table = Table({"t:0": 10})
+    progress = Progress(table)
+    failed = Batch()
+    assert progress.admit(failed, "t", 0, 10)
+    retry = Batch()  # the failed batch was never stored: offset 10 is still next
+    assert progress.admit(retry, "t", 0, 10)
+    stored(progress, retry)
+    assert table["t:0"] == 11
+
+
+def test_a_failed_batch_has_its_partitions_fetched_again() -> None:
+    progress = Progress(Table({"t:0": 3, "t:2": 7}))
+    with pytest.raises(RuntimeError), progress.refetched_on_failure([event(3), event(7, 2)]):
+        raise RuntimeError("redis went away")
+    assert sorted(progress.refetches(retry_after=1.0)) == [("t", 0, 3), ("t", 2, 7)]
+
+
+def test_a_partition_with_nothing_stored_is_left_to_the_committed_offset() -> None:
+    progress = Progress(Table())
+    with pytest.raises(RuntimeError), progress.refetched_on_failure([event(0)]):
+        raise RuntimeError
+    assert progress.refetches(retry_after=0.0) == []
+    assert progress.gaps == {}
+
+
+def test_reset_forgets_the_gaps_of_the_old_assignment() -> None:
+    progress = Progress(Table({"t:0": 1}))
+    progress.admit(Batch(), "t", 0, 5)
+    progress.reset()
+    assert progress.refetches(retry_after=0.0) == []
+
+
+TX = (
+    b'{"type": "transaction", "event_id": "e1", "account_id": "a1", '
+    b'"occurred_at": "2026-01-01T00:00:00Z", "amount": 10, "currency": "USD", '
+    b'"merchant_id": "m1", "device_id": "d1", "city": "x", "channel": "card"}'
+)
+
+
+def test_a_seen_event_at_an_applied_offset_is_a_redelivery_not_a_duplicate() -> None:
+    tx = parse_event(TX, max_amount=1e6)
+    state = AccountState.fresh("a1", 1000.0, 0.3)
+    state.remember("e1", 0.0)
+    state.partition, state.last_offset = 2, 17
+    assert redelivered(state, tx, partition=2, offset=17)
+    assert not redelivered(state, tx, partition=2, offset=18)  # a producer's duplicate
+    assert not redelivered(state, tx, partition=1, offset=3)  # another partition's offsets
+    state.seen_ids = type(state.seen_ids)("q")
+    assert not redelivered(state, tx, partition=2, offset=10)  # never applied: not seen
+
+
+def consumer(acked: list[int], committed: int | None, gap: tuple[int, int] | None = None) -> Any:
+    """Faust's Consumer bookkeeping, as ``missing_head`` reads it."""
+    tree = IntervalTree([Interval(*gap)]) if gap else IntervalTree()
+    return SimpleNamespace(
+        _acked={"tp": acked}, _committed_offset={"tp": committed}, _gap={"tp": tree}
+    )
+
+
+@pytest.mark.parametrize(
+    ("acked", "committed", "gap", "head"),
+    [
+        ([10, 11], 10, None, None),  # the head is acknowledged: commit
+        ([11, 12], 10, None, 10),  # Faust would commit 13 over the lost offset 10
+        ([14], 10, None, 10),
+        ([11, 12], 10, (10, 11), None),  # offset 10 does not exist (a hole Faust saw)
+        ([], 10, None, None),
+        ([5], None, None, None),  # nothing committed yet: nothing to compare with
+    ],
+)
+def test_missing_head_is_the_committed_offset_when_later_ones_are_acknowledged(
+    acked: list[int], committed: int | None, gap: tuple[int, int] | None, head: int | None
+) -> None:
+    assert missing_head(consumer(acked, committed, gap), "tp") == head
