@@ -18,7 +18,7 @@ from duoli.errors import InvalidEvent
 from duoli.events import parse_event
 from duoli.settings import Settings, load_settings
 from streams._faust_compat import cap_fetch_wait
-from streams.agents import BATCH_SIZE, BATCH_WITHIN
+from streams.agents import BATCH_LINGER, BATCH_SIZE, batches
 from streams.app import create_app
 from streams.topics import TopicNames
 
@@ -33,7 +33,7 @@ def build_bare_app(settings: Settings, broker_url: str) -> faust.App:
 
     @app.agent(topic, name="parse_only")
     async def parse_only(stream: Any) -> None:
-        async for batch in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
+        async for batch in batches(stream, BATCH_SIZE, BATCH_LINGER):
             invalid = 0
             for event in batch:
                 try:

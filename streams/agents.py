@@ -24,18 +24,21 @@ BATCH_LINGER = 0.005
 async def batches(stream: Any, size: int, linger: float) -> AsyncIterator[list[Any]]:
     """Yield the stream's events in batches; each is acknowledged once the caller is done.
 
-    A batch closes when it holds ``size`` events or when nothing more has arrived within
-    ``linger`` seconds of the channel running dry. Faust's own ``take_events`` lost about
-    40 events per partition in the first batches after a worker restart (its buffer
-    admits events while a batch is being processed, then acknowledges them unprocessed),
-    which stalled or skipped offsets; this loop only acknowledges what it yielded.
+    A batch closes at ``size`` events, or when no more is waiting ``linger`` seconds after
+    its first event. Faust's own ``take_events`` could acknowledge an event that arrived
+    while a batch was being processed without ever yielding it; this loop acknowledges
+    only what it yielded.
     """
     manual = stream.noack()
     queue = stream.channel.queue
+    clock = asyncio.get_running_loop().time
     batch: list[Any] = []
+    deadline = 0.0
     async for event in manual.events():
+        if not batch:
+            deadline = clock() + linger
         batch.append(event)
-        if len(batch) < size and (not queue.empty() or await _arrives_within(queue, linger)):
+        if len(batch) < size and await _more_before(queue, deadline, clock):
             continue
         yield batch
         for done in batch:
@@ -43,8 +46,10 @@ async def batches(stream: Any, size: int, linger: float) -> AsyncIterator[list[A
         batch = []
 
 
-async def _arrives_within(queue: Any, linger: float) -> bool:
-    await asyncio.sleep(linger)
+async def _more_before(queue: Any, deadline: float, clock: Callable[[], float]) -> bool:
+    """Whether another event is waiting, or arrives before the deadline."""
+    if queue.empty() and (left := deadline - clock()) > 0:
+        await asyncio.sleep(left)
     return not queue.empty()
 
 
