@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from duoli.control_cli import RULE_COMMANDS, lists
 from duoli.errors import DuoliError
 from duoli.settings import load_settings
 
@@ -109,7 +110,7 @@ def demo(duration: float | None, rate: float, workers: int, accounts: int) -> No
 
 @cli.group()
 def rules() -> None:
-    """Analysts' rules: test them on history before switching them on."""
+    """Analysts' rules: test them on history, push them, roll them back, snooze them."""
 
 
 @rules.command()
@@ -158,6 +159,11 @@ def backtest(
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         console.print(render_table(report))
+
+
+for _command in RULE_COMMANDS:
+    rules.add_command(_command)
+cli.add_command(lists)
 
 
 def main() -> None:

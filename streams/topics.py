@@ -19,6 +19,8 @@ class TopicNames:
     scores: str
     alerts: str
     dead_letters: str
+    control: str  # compacted: the latest pushed rule, list and snooze per key
+    audit: str  # every control change, with its author and the previous value
 
     @classmethod
     def of(cls, settings: Settings) -> TopicNames:
@@ -30,6 +32,8 @@ class TopicNames:
             scores=f"{prefix}.scores",
             alerts=f"{prefix}.alerts",
             dead_letters=f"{prefix}.dead-letters",
+            control=f"{prefix}.control",
+            audit=f"{prefix}.audit",
         )
 
 
@@ -37,7 +41,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Created up front: Faust creates only its internal topics, and a broker's auto-create
     would pick its own partition count."""
     names = TopicNames.of(settings)
-    return [TopicSpec(name, settings.partitions) for name in vars(names).values()]
+    singles = {names.control: True, names.audit: False}  # one partition keeps their order
+    data = [TopicSpec(name, settings.partitions) for name in vars(names).values()]
+    return [spec for spec in data if spec.name not in singles] + [
+        TopicSpec(name, 1, compacted=compacted) for name, compacted in singles.items()
+    ]
 
 
 @dataclass(frozen=True)
