@@ -3,6 +3,8 @@
 Redis can be rebuilt from Kafka, so every write here is idempotent: hashes are overwritten
 field by field, and an alert enters the stream only if its ``{prefix}:alert:{alert_id}``
 key did not exist (one Lua script, so the check and the XADD cannot be split by a crash).
+The one exception is counters (HINCRBY, the live rule statistics): a batch written again
+after a crash counts twice, which operational statistics can afford.
 Every ``redis.exceptions`` error is translated into ``StoreError`` at this boundary.
 """
 
@@ -29,9 +31,12 @@ log = logging.getLogger(__name__)
 
 Value = str | int | float
 Fields = Mapping[str, Value]
+Counts = Mapping[str, Mapping[str, int]]
 _HashBuffer = dict[str, dict[str, Value]]
+_CountBuffer = dict[str, dict[str, int]]
 
 _NO_HASHES: Mapping[str, Fields] = MappingProxyType({})
+_NO_COUNTS: Counts = MappingProxyType({})
 
 # redis-py has several roots: RedisError, plus the cluster and policy errors beside it.
 _REDIS_ERRORS: tuple[type[Exception], ...] = (
@@ -167,22 +172,29 @@ class RedisStore:
         *,
         alerts: Sequence[Mapping[str, Any]] = (),
         hashes: Mapping[str, Fields] = _NO_HASHES,
+        counts: Counts = _NO_COUNTS,
     ) -> int:
-        """Write alerts and hashes in one pipeline; returns how many alerts were new."""
-        return await self._write([_Alert.of(alert) for alert in alerts], hashes)
+        """Write alerts, hashes and counter increments in one pipeline; returns how many
+        alerts were new."""
+        return await self._write([_Alert.of(alert) for alert in alerts], hashes, counts)
 
-    async def _write(self, alerts: Sequence[_Alert], hashes: Mapping[str, Fields]) -> int:
+    async def _write(
+        self, alerts: Sequence[_Alert], hashes: Mapping[str, Fields], counts: Counts = _NO_COUNTS
+    ) -> int:
         with _translate_errors(f"cannot write to Redis at {redact(self.url)}"):
             try:
-                results = await self._pipeline(alerts, hashes)
+                results = await self._pipeline(alerts, hashes, counts)
             except redis_errors.NoScriptError:
-                # Redis restarted or SCRIPT FLUSH ran; every write here is idempotent, so
-                # reloading the script and replaying the whole batch is safe.
+                # Redis restarted or SCRIPT FLUSH ran; alerts and hashes are idempotent, so
+                # they are replayed whole. The counters were applied: a pipeline runs every
+                # command, and a missing script fails only its own.
                 self._sha = await self._client.script_load(_ADD_ALERT)
-                results = await self._pipeline(alerts, hashes)
+                results = await self._pipeline(alerts, hashes, _NO_COUNTS)
         return sum(results[: len(alerts)])
 
-    async def _pipeline(self, alerts: Sequence[_Alert], hashes: Mapping[str, Fields]) -> list[Any]:
+    async def _pipeline(
+        self, alerts: Sequence[_Alert], hashes: Mapping[str, Fields], counts: Counts
+    ) -> list[Any]:
         pipe = self._client.pipeline(transaction=False)
         for alert in alerts:
             keys = (self.key(f"alert:{alert.alert_id}"), self.key("alerts"))
@@ -192,6 +204,9 @@ class RedisStore:
             if fields:  # HSET without fields is a Redis error, and a no-op anyway
                 mapping: dict[Any, Any] = dict(fields)
                 pipe.hset(self.key(suffix), mapping=mapping)
+        for suffix, amounts in counts.items():
+            for name, amount in amounts.items():
+                pipe.hincrby(self.key(suffix), name, amount)
         results: list[Any] = await pipe.execute()
         return results
 
@@ -212,12 +227,15 @@ class RedisStore:
 
 
 class BufferedRedisSink:
-    """Buffers alerts and hash updates from stream agents and writes them in batches.
+    """Buffers alerts, hash updates and counter increments from stream agents and writes
+    them in batches.
 
-    ``put_*`` never block the agent; a background task flushes every ``max_delay`` seconds,
-    or as soon as ``max_items`` are pending. While Redis is down the items wait and the
-    flush is retried with backoff; past ``max_pending`` items the oldest hash updates are
-    dropped (Redis is rebuilt from Kafka), alerts never are. Call it from the event loop.
+    ``put_*`` and ``increment`` never block the agent; a background task flushes every
+    ``max_delay`` seconds, or as soon as ``max_items`` are pending. While Redis is down the
+    items wait and the flush is retried with backoff; past ``max_pending`` items the
+    oldest hash updates are dropped (Redis is rebuilt from Kafka), alerts and counters
+    never are (increments to one hash are summed, so they stay few). Call it from the
+    event loop.
     """
 
     def __init__(
@@ -234,6 +252,7 @@ class BufferedRedisSink:
         self.max_pending = max_pending
         self._alerts: list[_Alert] = []
         self._hashes: _HashBuffer = {}
+        self._counts: _CountBuffer = {}
         self._dropped = 0
         self._ready = asyncio.Event()
         self._full = asyncio.Event()
@@ -242,8 +261,8 @@ class BufferedRedisSink:
 
     @property
     def pending(self) -> int:
-        """Alerts plus hashes waiting to be written."""
-        return len(self._alerts) + len(self._hashes)
+        """Alerts, hashes and counted hashes waiting to be written."""
+        return len(self._alerts) + len(self._hashes) + len(self._counts)
 
     async def start(self) -> None:
         """Start the background flusher."""
@@ -271,6 +290,14 @@ class BufferedRedisSink:
         self._hashes[suffix] = merged  # re-inserted: dict order is the age of the last update
         self._added()
 
+    def increment(self, suffix: str, name: str, amount: int = 1) -> None:
+        """Queue ``HINCRBY {prefix}:{suffix} name amount``; increments are summed meanwhile."""
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise TypeError(f"hash {suffix!r}: an increment must be an int, got {amount!r}")
+        fields = self._counts.setdefault(suffix, {})
+        fields[name] = fields.get(name, 0) + amount
+        self._added()
+
     def _added(self) -> None:
         self._trim()
         self._ready.set()
@@ -287,23 +314,27 @@ class BufferedRedisSink:
     async def flush(self) -> None:
         """Write everything pending in one ``RedisStore.write``; on failure nothing is lost."""
         async with self._lock:  # batches land in order, so an older hash never wins
-            alerts, hashes = self._alerts, self._hashes
-            self._alerts, self._hashes = [], {}
-            if not alerts and not hashes:
+            alerts, hashes, counts = self._alerts, self._hashes, self._counts
+            self._alerts, self._hashes, self._counts = [], {}, {}
+            if not alerts and not hashes and not counts:
                 return
             try:
-                await self.store._write(alerts, hashes)
+                await self.store._write(alerts, hashes, counts)
             except BaseException:
-                self._restore(alerts, hashes)
+                self._restore(alerts, hashes, counts)
                 raise
         self._report_drops()
 
-    def _restore(self, alerts: list[_Alert], hashes: _HashBuffer) -> None:
+    def _restore(self, alerts: list[_Alert], hashes: _HashBuffer, counts: _CountBuffer) -> None:
         """Put a failed batch back in front of what arrived meanwhile."""
         self._alerts[:0] = alerts
         newer, self._hashes = self._hashes, hashes
         for suffix, fields in newer.items():
             self.put_hash(suffix, fields)
+        newer_counts, self._counts = self._counts, counts
+        for suffix, amounts in newer_counts.items():
+            for name, amount in amounts.items():
+                self.increment(suffix, name, amount)
         self._trim()
 
     def _report_drops(self) -> None:

@@ -79,6 +79,10 @@ class AccountState:
     seen_ids: array[int] = field(default_factory=lambda: array("q"))
     seen_times: array[float] = field(default_factory=lambda: array("d"))
     installments: dict[str, Installment] = field(default_factory=dict)
+    # Only transactions some rule matched: their fingerprints, and the rule ids joined by
+    # commas, so a fraud label can credit those rules (live rule precision).
+    hit_ids: array[int] = field(default_factory=lambda: array("q"))
+    hit_rules: list[str] = field(default_factory=list)
 
     @classmethod
     def fresh(cls, account_id: str, credit_limit: float, apr: float) -> AccountState:
@@ -102,6 +106,22 @@ class AccountState:
         fingerprint = id_hash(event_id)
         return self.tx_ids.index(fingerprint) if fingerprint in self.tx_ids else None
 
+    def remember_hits(self, event_id: str, rule_ids: tuple[str, ...]) -> None:
+        """Which rules matched a transaction of the history (none: nothing is kept)."""
+        if rule_ids:
+            self.hit_ids.append(id_hash(event_id))
+            self.hit_rules.append(sys.intern(",".join(rule_ids)))
+
+    def take_hits(self, event_id: str) -> tuple[str, ...]:
+        """The rules that matched a transaction, forgotten once taken: a transaction's
+        rules are credited with a fraud once, however many labels confirm it."""
+        fingerprint = id_hash(event_id)
+        if fingerprint not in self.hit_ids:
+            return ()
+        index = self.hit_ids.index(fingerprint)
+        del self.hit_ids[index]
+        return tuple(self.hit_rules.pop(index).split(","))
+
     def forget_before(self, horizon: float) -> None:
         """Drop history older than the horizon (and beyond the hard cap)."""
         _prune(self.seen_times, self.seen_ids, horizon, cap=MAX_HISTORY * 2)
@@ -109,6 +129,14 @@ class AccountState:
         if keep:
             for column in self._tx_columns():
                 del column[:keep]
+            if self.hit_ids:
+                self._forget_hits_of_forgotten_transactions()
+
+    def _forget_hits_of_forgotten_transactions(self) -> None:
+        kept = set(self.tx_ids)
+        pairs = [(h, r) for h, r in zip(self.hit_ids, self.hit_rules, strict=True) if h in kept]
+        self.hit_ids = array("q", (h for h, _ in pairs))
+        self.hit_rules = [r for _, r in pairs]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready form for the table's changelog: numeric columns as base64 of their
@@ -123,9 +151,9 @@ class AccountState:
     def from_json(cls, data: dict[str, Any]) -> AccountState:
         state = cls(**{name: data[name] for name in _SCALARS})
         for name in _NUMERIC:
-            _unpack(getattr(state, name), data[name])
+            _unpack(getattr(state, name), data.get(name, ""))  # .get: older states lack hits
         for name in _TEXT:
-            getattr(state, name).extend(map(sys.intern, data[name]))
+            getattr(state, name).extend(map(sys.intern, data.get(name, ())))
         state.installments = {
             key: Installment(*values) for key, values in data["installments"].items()
         }
@@ -148,8 +176,8 @@ _SCALARS = (
     "last_offset", "tx_count", "log_mean", "log_var", "on_time_streak", "confirmed_frauds",
     "last_fraud_score",
 )  # fmt: skip
-_NUMERIC = ("tx_times", "tx_amounts", "tx_kinds", "tx_ids", "seen_ids", "seen_times")
-_TEXT = ("tx_merchants", "tx_devices", "tx_cities")
+_NUMERIC = ("tx_times", "tx_amounts", "tx_kinds", "tx_ids", "seen_ids", "seen_times", "hit_ids")
+_TEXT = ("tx_merchants", "tx_devices", "tx_cities", "hit_rules")
 
 
 def _pack(column: array[Any] | bytearray) -> str:

@@ -9,7 +9,8 @@ outcome carries them), so no feature has a second implementation and a
 backtest cannot drift from what the live pipeline would have seen.
 
 Every candidate is evaluated as if active, whatever its mode: an analyst backtests a
-shadow or disabled rule precisely to learn what it would do. The file is one partition
+shadow or disabled rule precisely to learn what it would do. Named lists, if given, are
+read as of each event's time, as live; snoozes do not apply. The file is one partition
 here, so its clock is the file's; a live cluster keeps one clock per partition.
 
 Labels honour their delay: a ``fraud_label`` counts only if it is known (its
@@ -37,7 +38,8 @@ from duoli.errors import InvalidEvent, RuleError
 from duoli.events import Event, FraudLabel, Transaction, parse_event
 from duoli.merchant import add_fact, merchant_features
 from duoli.settings import Settings
-from rules import Evaluation, Rule, RuleSet, load_rules
+from rules import Evaluation, Membership, Rule, RuleSet, load_rules
+from rules.control import Controls
 
 __all__ = [
     "ActiveDiff",
@@ -148,6 +150,7 @@ def backtest(
     maturity_days: float = MATURITY_DAYS,
     as_of: datetime | None = None,
     progress: Progress | None = None,
+    lists: Mapping[str, Membership] | None = None,
 ) -> BacktestReport:
     """Replay a JSONL file; ``progress`` gets the bytes read so far (for a bar over its size)."""
     with Path(events_path).open("rb") as lines:
@@ -159,6 +162,7 @@ def backtest(
             maturity_days=maturity_days,
             as_of=as_of,
             progress=progress,
+            lists=lists,
         )
 
 
@@ -171,12 +175,15 @@ def backtest_lines(
     maturity_days: float = MATURITY_DAYS,
     as_of: datetime | None = None,
     progress: Progress | None = None,
+    lists: Mapping[str, Membership] | None = None,
 ) -> BacktestReport:
-    """The backtest over raw JSON lines; ``active`` defaults to the deployed rules."""
+    """The backtest over raw JSON lines; ``active`` defaults to the deployed rules, and
+    ``list("name")`` reads ``lists`` (none: every list is empty)."""
     started = time.perf_counter()
     settings = settings or Settings()
     active = active if active is not None else load_rules(settings.rules_path)
-    replay = _Replay(settings, as_evaluated(candidates.rules), _changed(candidates, active))
+    evaluated, previous = as_evaluated(candidates.rules), _changed(candidates, active)
+    replay = _Replay(settings, evaluated, previous, lists=lists or {})
     replay.run(lines, progress)
     return _report(replay, candidates, active, maturity_days, as_of, started)
 
@@ -221,11 +228,12 @@ class _Replay:
     labels: list[tuple[str, bool, float]] = field(default_factory=list)
     first_at: float = math.inf
     last_at: float = -math.inf
+    lists: Mapping[str, Membership] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # No rules in the engine: it handles state as live, and its outcome carries the
         # facts, on which the candidates are evaluated here.
-        self.engine = AccountEngine(self.settings, RuleSet(()))
+        self.engine = AccountEngine(self.settings, Controls(RuleSet(())))
 
     def run(self, lines: Iterable[bytes], progress: Progress | None) -> None:
         done = 0
@@ -276,13 +284,13 @@ class _Replay:
             self.tx_ordinals[event.event_id] = ordinal
         else:
             self.repayments += 1
-        evaluation = self.candidates.evaluate(facts, event_type)
+        evaluation = self.candidates.evaluate(facts, event_type, self.lists, event.at)
         for hit in evaluation.hits:
             self.hits[hit.rule_id].append(ordinal)
         for rule_id, _ in evaluation.errors:
             self.errors[rule_id] += 1
         if len(self.previous):
-            for hit in self.previous.evaluate(facts, event_type).hits:
+            for hit in self.previous.evaluate(facts, event_type, self.lists, event.at).hits:
                 self.previous_hits[hit.rule_id].append(ordinal)
 
 

@@ -10,6 +10,7 @@ __all__ = ["EVENT_FIELDS", "FEATURES", "KNOWN_NAMES"]
 
 EVENT_FIELDS: dict[str, str] = {
     "event_type": "the event's type: transaction or repayment",
+    "account_id": "the account's id",
     "amount": "the event's amount in yuan",
     "kind": "transaction kind: purchase, cash_withdrawal or loan_drawdown",
     "currency": "ISO currency code, CNY by default",

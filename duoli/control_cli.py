@@ -1,4 +1,4 @@
-"""``duoli rules push|list|history|rollback|snooze|unsnooze`` and ``duoli lists``.
+"""``duoli rules push|list|history|rollback|snooze|unsnooze|stats`` and ``duoli lists``.
 
 The analysts' run-time controls. Each command reads the control and audit topics of
 ``DUOLI_KAFKA_URL``, decides with the pure functions of :mod:`rules.control_ops`, and
@@ -288,7 +288,34 @@ def unsnooze(rule_id: str, account: str | None, merchant: str | None, author: st
     click.echo(f"{rule_id} no longer snoozed for {scope} {target}")
 
 
-RULE_COMMANDS: tuple[click.Command, ...] = (push, list_rules, history, rollback, snooze, unsnooze)
+@click.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def stats(as_json: bool) -> None:
+    """Live statistics per rule, from the workers' counters in Redis."""
+    from duoli.rule_stats import read_rule_stats
+
+    settings = load_settings()
+    rows = read_rule_stats(settings.redis_url, settings.redis_prefix, settings.label_maturity_days)
+    if as_json:
+        _echo_json(rows)
+    elif not rows:
+        click.echo("no rule has been evaluated yet")
+    else:
+        header = ("rule", "hits", "shadow", "snoozed", "errors", "last hit", "matured", "precision")
+        _columns([header, *map(_stats_cells, rows)])
+
+
+def _stats_cells(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    precision = "-" if row["precision"] is None else f"{row['precision']:.2f}"
+    return (
+        row["rule_id"], row["hits"], row["shadow_hits"], row["snoozed_hits"], row["errors"],
+        row["last_hit_at"] or "-", row["matured_hits"], precision,
+    )  # fmt: skip
+
+
+RULE_COMMANDS: tuple[click.Command, ...] = (
+    push, list_rules, history, rollback, snooze, unsnooze, stats,
+)  # fmt: skip
 
 
 # -- lists -----------------------------------------------------------------------------------

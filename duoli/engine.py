@@ -2,11 +2,16 @@
 
 The stream agent looks the state and the merchant features up, calls ``handle`` and
 sends what comes back; everything that decides anything happens here, so it is unit
-tested without a broker, and ``duoli rules backtest`` can reuse it later.
+tested without a broker, and ``duoli rules backtest`` reuses it.
+
+The analysts' controls (rules, named lists, snoozes) are one immutable object that a
+worker may swap for a newer one between two events; each event is handled with the
+controls it started with. A snoozed hit is listed but neither scores nor alerts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +21,7 @@ from duoli.errors import InvalidEvent
 from duoli.events import Event, FraudLabel, Repayment, Transaction
 from duoli.features import account_features, repayment_features, transaction_features
 from duoli.merchant import MerchantFact
+from duoli.rule_stats import RuleActivity
 from duoli.scoring import (
     account_fields,
     delinquency_alert,
@@ -24,7 +30,8 @@ from duoli.scoring import (
     score_record,
 )
 from duoli.settings import Settings
-from rules import RuleSet
+from rules import Evaluation, RuleHit, RuleSet
+from rules.control import Controls
 
 __all__ = ["AccountEngine", "Outcome", "day_of"]
 
@@ -44,18 +51,23 @@ class Outcome:
     account: dict[str, Any] | None = None
     next_crossing: float | None = None
     facts: dict[str, Any] | None = None  # what the rules saw (transactions and repayments)
+    rule_activity: RuleActivity | None = None  # for the live rule statistics
 
 
 class AccountEngine:
     """Applies the rule set and the delinquency policy to one account's events."""
 
-    def __init__(self, settings: Settings, ruleset: RuleSet) -> None:
-        self.ruleset = ruleset
+    def __init__(self, settings: Settings, controls: Controls) -> None:
+        self.controls = controls
         self.thresholds = settings.dpd_thresholds
         self.grace = settings.overdue_grace_days * DAY
         self.lateness = settings.allowed_lateness_seconds
         self.default_limit = settings.default_credit_limit
         self.default_apr = settings.default_apr
+
+    @property
+    def ruleset(self) -> RuleSet:
+        return self.controls.ruleset
 
     def new_state(self, account_id: str) -> AccountState:
         return AccountState.fresh(account_id, self.default_limit, self.default_apr)
@@ -82,7 +94,10 @@ class AccountEngine:
             self._check_repayment(state, event, outcome)
         elif isinstance(event, FraudLabel):
             outcome.merchant_facts.extend(_label_fact(state, event))
+            outcome.rule_activity = _fraud_credit(state, event)
         apply_event(state, event)
+        if isinstance(event, Transaction) and outcome.rule_activity is not None:
+            state.remember_hits(event.event_id, outcome.rule_activity.measured)
         outcome.account = self.account_view(state, state.latest_at)
         outcome.next_crossing = next_crossing(state, self.thresholds, self.grace)
         return outcome
@@ -108,24 +123,79 @@ class AccountEngine:
     def _score(
         self, state: AccountState, event: Transaction, merchant: Any, outcome: Outcome
     ) -> None:
+        controls = self.controls  # one read: a swap lands between events, never within
         facts = outcome.facts = transaction_features(state, event, merchant, self.grace)
-        evaluation = self.ruleset.evaluate(facts, "transaction")
-        fraud_hits = [
-            hit for hit in evaluation.hits if hit.mode == "active" and hit.kind == "fraud"
-        ]
-        score = rules_score(fraud_hits)
+        evaluation = controls.ruleset.evaluate(facts, "transaction", controls.lists, event.at)
+        hits, snoozed = _unsnoozed(controls, evaluation.hits, event)
+        score = rules_score(hit for hit in hits if hit.mode == "active" and hit.kind == "fraud")
         state.last_fraud_score = score
-        versions = {"rules": self.ruleset.version}
-        outcome.score = score_record(event, evaluation.hits, score, versions)
-        outcome.score["rule_errors"] = [rule_id for rule_id, _ in evaluation.errors]
-        outcome.alerts = rule_alerts(event, evaluation.hits, score, _summary(facts))
+        versions = {"rules": controls.ruleset.version}
+        errors = [rule_id for rule_id, _ in evaluation.errors]
+        outcome.score = score_record(
+            event, hits, score, versions, snoozed=snoozed, rule_errors=errors
+        )
+        outcome.alerts = rule_alerts(event, hits, score, _summary(facts))
+        outcome.rule_activity = _activity(event.at, hits, snoozed, evaluation, transaction=True)
         day = day_of(max(state.latest_at, event.at))
         outcome.merchant_facts.append(MerchantFact(event.merchant_id, day, event.amount))
 
     def _check_repayment(self, state: AccountState, event: Repayment, outcome: Outcome) -> None:
+        controls = self.controls
         facts = outcome.facts = repayment_features(state, event, self.grace)
-        evaluation = self.ruleset.evaluate(facts, "repayment")
-        outcome.alerts = rule_alerts(event, evaluation.hits, 0.0, _summary(facts))
+        evaluation = controls.ruleset.evaluate(facts, "repayment", controls.lists, event.at)
+        hits, snoozed = _unsnoozed(controls, evaluation.hits, event)
+        outcome.alerts = rule_alerts(event, hits, 0.0, _summary(facts))
+        outcome.rule_activity = _activity(event.at, hits, snoozed, evaluation, transaction=False)
+
+
+def _unsnoozed(
+    controls: Controls, hits: Sequence[RuleHit], event: Transaction | Repayment
+) -> tuple[list[RuleHit], list[RuleHit]]:
+    """The hits that count, and the active hits a snooze silences for this event."""
+    if not controls.snoozes:
+        return list(hits), []
+    merchant_id = event.merchant_id if isinstance(event, Transaction) else None
+    counted: list[RuleHit] = []
+    snoozed: list[RuleHit] = []
+    for hit in hits:
+        silenced = hit.mode == "active" and controls.snoozed(
+            hit.rule_id, event.account_id, merchant_id, event.at
+        )
+        (snoozed if silenced else counted).append(hit)
+    return counted, snoozed
+
+
+def _activity(
+    at: float,
+    hits: Sequence[RuleHit],
+    snoozed: Sequence[RuleHit],
+    evaluation: Evaluation,
+    transaction: bool,
+) -> RuleActivity | None:
+    """What the rule statistics count for this event; None when no rule hit or failed.
+
+    Only a transaction's fraud rules are measured against labels; a repayment has none.
+    """
+    if not hits and not snoozed and not evaluation.errors:
+        return None
+    matched = (*hits, *snoozed) if transaction else ()
+    return RuleActivity(
+        at=at,
+        hits=tuple(hit.rule_id for hit in hits if hit.mode == "active"),
+        shadow=tuple(hit.rule_id for hit in hits if hit.mode == "shadow"),
+        snoozed=tuple(hit.rule_id for hit in snoozed),
+        errors=evaluation.errors,
+        measured=tuple(hit.rule_id for hit in matched if hit.kind == "fraud"),
+    )
+
+
+def _fraud_credit(state: AccountState, event: FraudLabel) -> RuleActivity | None:
+    """A confirmed fraud credits every rule that matched its transaction, on that day."""
+    index = state.find_transaction(event.transaction_id) if event.is_fraud else None
+    if index is None:
+        return None
+    rule_ids = state.take_hits(event.transaction_id)
+    return RuleActivity(at=state.tx_times[index], frauds=rule_ids) if rule_ids else None
 
 
 def _label_fact(state: AccountState, event: FraudLabel) -> list[MerchantFact]:

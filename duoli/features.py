@@ -97,6 +97,7 @@ def _event_fields(event: Transaction | Repayment) -> dict[str, Any]:
     tx = event if isinstance(event, Transaction) else None
     return {
         "event_type": event.type,
+        "account_id": event.account_id,
         "amount": event.amount,
         "kind": tx.kind if tx else "",
         "currency": tx.currency if tx else "CNY",

@@ -61,9 +61,19 @@ def _worst(hits: Sequence[RuleHit]) -> str:
 
 
 def score_record(
-    event: Any, hits: Sequence[RuleHit], fraud_score: float, versions: dict[str, str]
+    event: Any,
+    hits: Sequence[RuleHit],
+    fraud_score: float,
+    versions: dict[str, str],
+    *,
+    snoozed: Sequence[RuleHit] = (),
+    rule_errors: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One per transaction: what scored it, how risky it is and what to do."""
+    """One per transaction: what scored it, how risky it is and what to do.
+
+    ``hits`` are the hits that count; ``snoozed`` hits and the ids of rules that raised
+    are listed apart, and change neither the score nor the action.
+    """
     active = [hit for hit in hits if hit.mode == "active"]
     return {
         "event_id": event.event_id,
@@ -72,6 +82,8 @@ def score_record(
         "fraud_score": fraud_score,
         "rules_hit": [hit.rule_id for hit in active],
         "shadow_hits": [hit.rule_id for hit in hits if hit.mode == "shadow"],
+        "snoozed_hits": [hit.rule_id for hit in snoozed],
+        "rule_errors": list(rule_errors),
         "action": strongest_action(active),
         "ruleset_version": versions["rules"],
         "model_versions": versions,

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     redis_flush_ms: float = Field(
         10.0, gt=0, description="Longest a write waits in the Redis batch."
     )
+    label_maturity_days: float = Field(
+        7.0,
+        gt=0,
+        description="Days after which an unlabelled transaction counts as legitimate in rule "
+        "precision.",
+    )
     log_level: str = Field("WARNING", description="Log level of workers and tools.")
 
     @field_validator("dpd_thresholds", mode="before")

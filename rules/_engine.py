@@ -2,6 +2,8 @@
 
 A :class:`RuleSet` compiles every rule once; evaluating is then one ``eval`` of a code
 object per rule, with each rule isolated so that one faulty rule cannot hide the others.
+Only an event type with a rule that calls ``list("name")`` pays for the named lists: its
+rules run with globals that answer from them, built once per event.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from types import CodeType
 from typing import Any, Final
 
 from duoli.errors import RuleError
-from rules._language import EVAL_GLOBALS, compile_code
+from rules._language import EVAL_GLOBALS, Membership, compile_code, list_globals, uses_lists
 
 __all__ = [
     "ACTIONS",
@@ -128,7 +130,7 @@ class RuleSet:
     set produced it; it does not depend on the order the rules were loaded in.
     """
 
-    __slots__ = ("_plans", "_rules", "_version")
+    __slots__ = ("_list_users", "_plans", "_rules", "_version")
 
     def __init__(self, rules: Iterable[Rule], *, sources: Mapping[str, str] | None = None) -> None:
         """``sources`` maps a rule id to its file, only to name it in error messages."""
@@ -136,6 +138,11 @@ class RuleSet:
         _refuse_duplicates(self._rules)
         self._version = content_version(self._rules)
         self._plans: dict[str, _Plan] = _plans(self._rules, sources or {})
+        self._list_users = frozenset(
+            event_type
+            for event_type, plan in self._plans.items()
+            if any(uses_lists(code) for code, _ in plan)
+        )
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -147,13 +154,26 @@ class RuleSet:
         """12 hex digits identifying what these rules do."""
         return self._version
 
-    def evaluate(self, facts: Mapping[str, Any], event_type: str = "transaction") -> Evaluation:
-        """Run the active and shadow rules for ``event_type``; a rule that raises is reported."""
+    def evaluate(
+        self,
+        facts: Mapping[str, Any],
+        event_type: str = "transaction",
+        lists: Mapping[str, Membership] | None = None,
+        at: float = 0.0,
+    ) -> Evaluation:
+        """Run the active and shadow rules for ``event_type``; a rule that raises is reported.
+
+        ``list("name")`` answers from ``lists`` as of the event time ``at``; without
+        ``lists`` every named list is empty.
+        """
         hits: list[RuleHit] = []
         errors: list[tuple[str, str]] = []
+        env = EVAL_GLOBALS
+        if lists and event_type in self._list_users:
+            env = list_globals(lists, at)
         for code, hit in self._plans.get(event_type, ()):
             try:
-                if eval(code, EVAL_GLOBALS, facts):
+                if eval(code, env, facts):
                     hits.append(hit)
             except Exception as exc:  # one bad rule must not hide the others
                 errors.append((hit.rule_id, f"{type(exc).__name__}: {exc}"))

@@ -10,6 +10,8 @@ Safety rests on three things:
 - the allow-list: no attributes, subscripts, lambdas, comprehensions, keyword arguments
   or any name outside :data:`duoli.catalog.KNOWN_NAMES`, so there is no path to an object's
   internals or to a builtin;
+- named lists only as ``value in list("name")``: one string literal, on the right of ``in``
+  or ``not in``; it runs as a membership test that exposes nothing else of the list;
 - ``{"__builtins__": {}}``: even a name that slipped through finds no builtin;
 - denial-of-service guards: no ``**``, a length and nesting limit, and multiplication and
   ``%`` routed through helpers that refuse to repeat or format strings and sequences
@@ -18,6 +20,21 @@ Safety rests on three things:
 >>> rule = compile_expression("burst", "tx_count_1h >= 6 and amount > 2 * min(typical_amount, 300)")
 >>> rule({"tx_count_1h": 7, "amount": 500.0, "typical_amount": 120.0})
 True
+
+Lists come from :func:`list_globals`, as of the event's time (an unknown list is empty):
+
+>>> code = compile_code("blocked", 'merchant_id in list("blocked_merchants")')
+>>> uses_lists(code)
+True
+>>> class Blocked:
+...     def contains(self, value, at):
+...         return value == "m-9" and at < 100.0
+>>> eval(code, list_globals({"blocked_merchants": Blocked()}, at=50.0), {"merchant_id": "m-9"})
+True
+>>> eval(code, list_globals({"blocked_merchants": Blocked()}, at=150.0), {"merchant_id": "m-9"})
+False
+>>> eval(code, EVAL_GLOBALS, {"merchant_id": "m-9"})
+False
 """
 
 from __future__ import annotations
@@ -28,7 +45,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from types import CodeType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from duoli.catalog import KNOWN_NAMES
 from duoli.errors import RuleError
@@ -36,10 +53,14 @@ from duoli.errors import RuleError
 __all__ = [
     "ALLOWED_FUNCTIONS",
     "EVAL_GLOBALS",
+    "LIST_FUNCTION",
     "MAX_DEPTH",
     "MAX_EXPRESSION_LENGTH",
+    "Membership",
     "compile_code",
     "compile_expression",
+    "list_globals",
+    "uses_lists",
 ]
 
 MAX_EXPRESSION_LENGTH: Final = 2000
@@ -81,19 +102,67 @@ ALLOWED_FUNCTIONS: Final[Mapping[str, Callable[..., Any]]] = {
 }
 """The functions a rule may call, by the name the analyst writes."""
 
+LIST_FUNCTION: Final = "list"
+"""``list("name")``: an analyst's named list, only as the right operand of ``in``."""
+
+
+class Membership(Protocol):
+    """What a named list must answer: is ``value`` on it at event time ``at``."""
+
+    def contains(self, value: Any, at: float) -> bool: ...
+
+
+class _ListView:
+    """One list as of one moment; ``in`` is all an expression can do with it."""
+
+    __slots__ = ("_at", "_members")
+
+    def __init__(self, members: Membership | None, at: float) -> None:
+        self._members = members
+        self._at = at
+
+    def __contains__(self, value: Any) -> bool:
+        return self._members is not None and self._members.contains(value, self._at)
+
+
+class _ListLookup:
+    __slots__ = ("_at", "_lists")
+
+    def __init__(self, lists: Mapping[str, Membership], at: float) -> None:
+        self._lists = lists
+        self._at = at
+
+    def __call__(self, name: str) -> _ListView:
+        return _ListView(self._lists.get(name), self._at)
+
+
 # Compiled code refers to helpers under names an analyst cannot write (dunder names are
 # refused), so a fact that happens to be called ``max`` cannot shadow the function.
 _HIDDEN_PREFIX: Final = "__rule_"
 _MULTIPLY: Final = f"{_HIDDEN_PREFIX}multiply"
 _MODULO: Final = f"{_HIDDEN_PREFIX}modulo"
+_LIST: Final = f"{_HIDDEN_PREFIX}{LIST_FUNCTION}"
 
 EVAL_GLOBALS: Final[dict[str, Any]] = {
     "__builtins__": {},
     **{f"{_HIDDEN_PREFIX}{name}": function for name, function in ALLOWED_FUNCTIONS.items()},
     _MULTIPLY: _multiply,
     _MODULO: _modulo,
+    _LIST: _ListLookup({}, 0.0),
 }
-"""The globals every compiled rule runs with: no builtins, only the allowed functions."""
+"""The globals every compiled rule runs with: no builtins, only the allowed functions, and
+no named lists (every list is empty)."""
+
+
+def list_globals(lists: Mapping[str, Membership], at: float) -> dict[str, Any]:
+    """:data:`EVAL_GLOBALS` with ``list("name")`` answering from ``lists`` as of ``at``."""
+    return {**EVAL_GLOBALS, _LIST: _ListLookup(lists, at)}
+
+
+def uses_lists(code: CodeType) -> bool:
+    """Whether compiled rule code calls ``list``, so needs :func:`list_globals` to see lists."""
+    return _LIST in code.co_names
+
 
 _BIN_OPS: Final = {
     ast.Add: "+",
@@ -199,6 +268,7 @@ class _Validator:
 
     def __init__(self, where: _Position) -> None:
         self.where = where
+        self.membership_operands: set[int] = set()  # ids of nodes right of ``in``
 
     def check(self, node: ast.AST, depth: int) -> None:
         if depth > MAX_DEPTH:
@@ -230,9 +300,11 @@ class _Validator:
 
     def _compare(self, node: ast.AST) -> None:
         assert isinstance(node, ast.Compare)
-        for op in node.ops:
+        for op, right in zip(node.ops, node.comparators, strict=True):
             if not isinstance(op, _COMPARE_OPS):
                 raise self.where.error(node, f"comparison {type(op).__name__} is not allowed")
+            if isinstance(op, (ast.In, ast.NotIn)):
+                self.membership_operands.add(id(right))
 
     def _constant(self, node: ast.AST) -> None:
         assert isinstance(node, ast.Constant)
@@ -244,7 +316,7 @@ class _Validator:
         assert isinstance(node, ast.Name)
         if "__" in node.id:
             raise self.where.error(node, f"dunder names are not allowed: {node.id!r}")
-        if node.id in ALLOWED_FUNCTIONS:
+        if node.id in ALLOWED_FUNCTIONS or node.id == LIST_FUNCTION:
             raise self.where.error(node, f"{node.id!r} can only be called")
         if node.id not in KNOWN_NAMES:
             raise self.where.error(node, f"unknown feature {node.id!r}{_suggest(node.id)}")
@@ -254,9 +326,19 @@ class _Validator:
         if node.keywords:
             raise self.where.error(node.keywords[0], "keyword arguments are not allowed")
         func = node.func
-        if not isinstance(func, ast.Name) or func.id not in ALLOWED_FUNCTIONS:
-            allowed = ", ".join(ALLOWED_FUNCTIONS)
+        if isinstance(func, ast.Name) and func.id == LIST_FUNCTION:
+            self._list_call(node)
+        elif not isinstance(func, ast.Name) or func.id not in ALLOWED_FUNCTIONS:
+            allowed = ", ".join((*ALLOWED_FUNCTIONS, LIST_FUNCTION))
             raise self.where.error(node, f"only these functions can be called: {allowed}")
+
+    def _list_call(self, node: ast.Call) -> None:
+        """``list("name")``: exactly one string literal, and only where ``in`` tests it."""
+        if len(node.args) != 1 or not _is_text(node.args[0]):
+            message = 'list() takes exactly one list name in quotes: list("name")'
+            raise self.where.error(node, message)
+        if id(node) not in self.membership_operands:
+            raise self.where.error(node, 'list("...") can only be used after in or not in')
 
     def _children_only(self, node: ast.AST) -> None:
         """Nothing to check beyond the node's sub-expressions (if/else, tuple, list, set)."""

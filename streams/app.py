@@ -12,8 +12,10 @@ from connectors.redis_store import BufferedRedisSink, RedisStore
 from duoli.engine import AccountEngine
 from duoli.settings import Settings
 from rules import load_rules
+from rules.control import Controls
 from streams._faust_compat import cap_fetch_wait, guard_commit_head
 from streams.agents import register_agents
+from streams.control import ControlFollower
 from streams.processing import AccountProcessor, MerchantCache, MerchantProcessor
 from streams.progress import Progress
 from streams.tables import define_tables
@@ -76,7 +78,8 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
 
 
 def build_app(settings: Settings, broker_url: str) -> faust.App:
-    """The whole worker: topics, tables, processors, agents, timers and the Redis sink."""
+    """The whole worker: topics, tables, processors, agents, timers, the Redis sink and the
+    control follower; the agents wait until Redis answers and the control topic is read."""
     cap_fetch_wait(settings.fetch_max_wait_ms)
     guard_commit_head()
     app = create_app(settings, broker_url)
@@ -84,16 +87,23 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     tables = define_tables(app, settings)
     store = RedisStore(settings.redis_url, settings.redis_prefix, settings.alerts_maxlen)
     sink = BufferedRedisSink(store, max_delay=settings.redis_flush_ms / 1000)
-    engine = AccountEngine(settings, load_rules(settings.rules_path))
+    file_rules = load_rules(settings.rules_path)
+    engine = AccountEngine(settings, Controls(file_rules))
     accounts = AccountProcessor(settings, engine, tables, topics, sink, MerchantCache(store))
     merchants = MerchantProcessor(tables, topics, sink)
     progress = Progress(tables.progress)
     redis = RedisLifecycle(store, sink)
-    register_agents(app, topics, accounts, merchants, progress, redis.ready)
+    control = ControlFollower(broker_url, topics.names.control, engine, file_rules.rules)
+
+    async def ready() -> None:
+        await asyncio.gather(redis.ready(), control.ready())
+
+    register_agents(app, topics, accounts, merchants, progress, ready)
     register_gap_watch(app, progress)
     if settings.live_clock:
         register_timers(app, topics, accounts)
     app.service(redis)  # type: ignore[arg-type]  # Faust accepts an instance too
+    app.service(control)  # type: ignore[arg-type]
     _reset_on_rebalance(app, accounts, progress)
     return app
 

@@ -25,6 +25,8 @@ from duoli.engine import AccountEngine, Outcome, day_of
 from duoli.errors import InvalidEvent
 from duoli.events import Event, Transaction, parse_event
 from duoli.merchant import add_bucket, as_bucket, decode_buckets, encode_buckets, merchant_features
+from duoli.rule_stats import CLOCKS_KEY, clock_fields
+from duoli.rule_stats import record as record_rule_activity
 from duoli.settings import Settings
 from streams.tables import Tables
 from streams.topics import Topics
@@ -224,6 +226,10 @@ class AccountProcessor:
             )
 
     def end_batch(self, batch: Batch) -> None:
+        self._send_tallies(batch)
+        self._write_clocks(batch)
+
+    def _send_tallies(self, batch: Batch) -> None:
         """The batch's merchant facts, summed per merchant and day, in one record per
         merchant partition: consuming a record through Faust costs more than summing it."""
         by_partition: dict[int, list[list[Any]]] = {}
@@ -233,6 +239,13 @@ class AccountProcessor:
         for partition, tallies in sorted(by_partition.items()):
             batch.send(self.topics.names.merchant_facts, None, {"tallies": tallies}, partition)
         self.tallies.clear()
+
+    def _write_clocks(self, batch: Batch) -> None:
+        """The partitions' clocks the batch moved: rule precision matures against them."""
+        writes = batch.writes.items()
+        clocks = [(key, at) for (table, key), (at, _) in writes if table is self.tables.clocks]
+        if clocks:
+            self.sink.put_hash(CLOCKS_KEY, clock_fields(clocks))
 
     def _process(self, batch: Batch, event: Event, partition: int, offset: int) -> None:
         accounts = self.tables.accounts
@@ -289,6 +302,8 @@ class AccountProcessor:
                 tally[index] += value
         if outcome.account is not None:
             self.sink.put_hash(f"account:{account_id}", outcome.account)
+        if outcome.rule_activity is not None:
+            record_rule_activity(self.sink, outcome.rule_activity)
 
     def idle_ticks(self, partitions: Iterable[int]) -> list[tuple[int, float]]:
         """Ticks for partitions quiet for longer than the idle limit: the clock follows the wall."""

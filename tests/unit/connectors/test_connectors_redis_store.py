@@ -97,13 +97,17 @@ class _FakeStore(RedisStore):
     def __init__(self, failures: int = 0) -> None:
         super().__init__("redis://fake")
         self.batches: list[tuple[list[str], dict[str, dict[str, Any]]]] = []
+        self.counts: list[dict[str, dict[str, int]]] = []
         self.failures = failures
 
-    async def _write(self, alerts: Sequence[_Alert], hashes: Mapping[str, Any]) -> int:
+    async def _write(
+        self, alerts: Sequence[_Alert], hashes: Mapping[str, Any], counts: Any = None
+    ) -> int:
         if self.failures:
             self.failures -= 1
             raise StoreError("redis is down")
         self.batches.append(([a.alert_id for a in alerts], {k: dict(v) for k, v in hashes.items()}))
+        self.counts.append({k: dict(v) for k, v in (counts or {}).items()})
         return len(alerts)
 
 
@@ -123,6 +127,36 @@ def test_bad_hash_values_are_refused_at_the_caller() -> None:
         with pytest.raises(TypeError, match="account:a1"):
             sink.put_hash("account:a1", {"x": bad})
     assert sink.pending == 0
+
+
+def test_increments_to_a_field_are_summed_into_one_write() -> None:
+    store = _FakeStore()
+    sink = BufferedRedisSink(store)
+    sink.increment("rule_stats:r1", "hits")
+    sink.increment("rule_stats:r1", "hits", 2)
+    sink.increment("rule_stats:r2", "errors")
+    asyncio.run(sink.flush())
+    assert store.counts == [{"rule_stats:r1": {"hits": 3}, "rule_stats:r2": {"errors": 1}}]
+
+
+def test_bad_increments_are_refused_at_the_caller() -> None:
+    sink = BufferedRedisSink(_FakeStore())
+    bad_amounts: list[Any] = [1.5, True, "1"]
+    for bad in bad_amounts:
+        with pytest.raises(TypeError, match="rule_stats:r1"):
+            sink.increment("rule_stats:r1", "hits", bad)
+    assert sink.pending == 0
+
+
+def test_a_failed_flush_keeps_its_increments_and_adds_the_newer_ones() -> None:
+    store = _FakeStore(failures=1)
+    sink = BufferedRedisSink(store)
+    sink.increment("rule_stats:r1", "hits", 2)
+    with pytest.raises(StoreError):
+        asyncio.run(sink.flush())
+    sink.increment("rule_stats:r1", "hits")
+    asyncio.run(sink.flush())
+    assert store.counts == [{"rule_stats:r1": {"hits": 3}}]
 
 
 def test_failed_flush_keeps_everything_and_newer_fields_win() -> None:

@@ -16,8 +16,10 @@ from duoli.engine import AccountEngine, Outcome, day_of
 from duoli.errors import InvalidEvent
 from duoli.events import Event, parse_event
 from duoli.merchant import MerchantFact
+from duoli.rule_stats import RuleActivity
 from duoli.settings import Settings
 from duoli.simulate import SimulationConfig, simulate
+from rules.control import Controls, NamedList, Snooze
 
 Parsed = Callable[..., Event]
 
@@ -73,6 +75,7 @@ rules:
 DUE = "2026-04-01T00:00:00Z"
 DUE_AT = 1775001600.0
 START_ISO = "2026-03-02T09:00:00Z"  # conftest's START
+START_AT = datetime.fromisoformat(START_ISO).timestamp()
 
 
 @pytest.fixture
@@ -82,7 +85,7 @@ def ruleset() -> rules.RuleSet:
 
 @pytest.fixture
 def engine(ruleset: rules.RuleSet) -> AccountEngine:
-    return AccountEngine(Settings(), ruleset)
+    return AccountEngine(Settings(), Controls(ruleset))
 
 
 def run(engine: AccountEngine, state: AccountState, *events: Event) -> list[Outcome]:
@@ -142,7 +145,7 @@ def test_shadow_hits_are_listed_but_change_nothing(engine: AccountEngine, parsed
 
 def test_shadow_only_hits_raise_no_alert() -> None:
     shadow_only = rules.parse_rules(RULES.replace("mode: active", "mode: shadow"))
-    engine = AccountEngine(Settings(), shadow_only)
+    engine = AccountEngine(Settings(), Controls(shadow_only))
     event = parse_event(
         json.dumps(
             {
@@ -206,7 +209,7 @@ def test_a_failing_rule_is_reported_and_the_others_still_score(parsed: Parsed) -
     version: 1
 """
     )
-    engine = AccountEngine(Settings(), broken)
+    engine = AccountEngine(Settings(), Controls(broken))
     [outcome] = run(engine, engine.new_state("acc-1"), parsed("transaction", amount=1200.0))
     assert outcome.score is not None
     assert outcome.score["rule_errors"] == ["divides-by-zero"]
@@ -224,6 +227,139 @@ def test_delinquency_rules_on_a_transaction_alert_but_are_not_fraud_evidence(
     assert outcome.score["fraud_score"] == 0.0
     assert [a["kind"] for a in outcome.alerts] == ["delinquency"]
     assert outcome.alerts[0]["account"]["days_past_due"] == 2
+
+
+# Controls: snoozes, lists, swaps, runtime errors ------------------------------------------
+
+
+def snoozed(ruleset: rules.RuleSet, *snoozes: tuple[str, str, str, float]) -> AccountEngine:
+    """An engine with ``(rule_id, scope, target, until)`` snoozes."""
+    made = tuple(Snooze(*fields, reason="known false positive") for fields in snoozes)
+    return AccountEngine(Settings(), Controls(ruleset, snoozes=made))
+
+
+def test_a_snoozed_hit_neither_scores_nor_alerts_but_is_counted(
+    ruleset: rules.RuleSet, parsed: Parsed
+) -> None:
+    engine = snoozed(ruleset, ("large-amount", "account", "acc-1", START_AT + DAY))
+    [outcome] = run(engine, engine.new_state("acc-1"), parsed("transaction", amount=1200.0))
+    assert outcome.score is not None
+    assert outcome.score["rules_hit"] == ["medium-amount"]
+    assert outcome.score["snoozed_hits"] == ["large-amount"]
+    assert outcome.score["fraud_score"] == pytest.approx(0.1)  # the low rule alone
+    assert outcome.score["action"] == "alert"  # not large-amount's review
+    [alert] = outcome.alerts
+    assert alert["reasons"] == ["medium-amount: 500 yuan or more"]
+    assert outcome.rule_activity is not None
+    assert outcome.rule_activity.hits == ("medium-amount",)
+    assert outcome.rule_activity.snoozed == ("large-amount",)
+
+
+def test_a_snooze_ends_at_its_event_time_and_covers_only_its_target(
+    ruleset: rules.RuleSet, parsed: Parsed
+) -> None:
+    engine = snoozed(ruleset, ("large-amount", "merchant", "m-9", START_AT + DAY))
+    state = engine.new_state("acc-1")
+    at_m9, elsewhere, later = run(
+        engine,
+        state,
+        parsed("transaction", amount=1200.0, merchant_id="m-9"),
+        parsed("transaction", amount=1200.0, merchant_id="m-1", minutes=5),
+        parsed("transaction", amount=1200.0, merchant_id="m-9", days=1),
+    )
+    assert at_m9.score is not None and at_m9.score["snoozed_hits"] == ["large-amount"]
+    for outcome in (elsewhere, later):
+        assert outcome.score is not None
+        assert outcome.score["snoozed_hits"] == []
+        assert outcome.score["rules_hit"] == ["large-amount", "medium-amount"]
+
+
+def test_a_fully_snoozed_event_raises_no_alert(ruleset: rules.RuleSet, parsed: Parsed) -> None:
+    far = START_AT + 30 * DAY
+    engine = snoozed(
+        ruleset,
+        ("large-amount", "account", "acc-1", far),
+        ("medium-amount", "account", "acc-1", far),
+    )
+    [outcome] = run(engine, engine.new_state("acc-1"), parsed("transaction", amount=1200.0))
+    assert outcome.alerts == []
+    assert outcome.score is not None
+    assert (outcome.score["fraud_score"], outcome.score["action"]) == (0.0, "allow")
+    assert outcome.score["shadow_hits"] == ["trial-critical"]  # a snooze leaves shadow alone
+
+
+def test_a_shadow_hit_is_counted_but_never_alerts_nor_scores(
+    engine: AccountEngine, parsed: Parsed
+) -> None:
+    [outcome] = run(engine, engine.new_state("acc-1"), parsed("transaction", amount=600.0))
+    assert outcome.rule_activity is not None
+    assert outcome.rule_activity.shadow == ("trial-critical",)
+    assert outcome.rule_activity.hits == ("medium-amount",)
+    assert [alert["severity"] for alert in outcome.alerts] == ["low"]  # not critical
+
+
+def test_a_rule_failing_at_run_time_is_counted_with_its_message(parsed: Parsed) -> None:
+    broken = rules.parse_rules(
+        RULES
+        + """
+  - id: log-of-zero
+    description: log of a zero amount difference, broken on purpose
+    expression: log(amount - amount) > 1
+    severity: critical
+    action: block
+    mode: active
+    version: 1
+"""
+    )
+    engine = AccountEngine(Settings(), Controls(broken))
+    [outcome] = run(engine, engine.new_state("acc-1"), parsed("transaction", amount=1200.0))
+    assert outcome.score is not None
+    assert outcome.score["rule_errors"] == ["log-of-zero"]
+    assert outcome.score["rules_hit"] == ["large-amount", "medium-amount"]
+    assert outcome.score["action"] == "review"
+    assert len(outcome.alerts) == 1
+    assert outcome.rule_activity is not None
+    assert outcome.rule_activity.errors == (("log-of-zero", "ValueError: math domain error"),)
+
+
+BLOCKED = """
+rules:
+  - id: blocked-merchant
+    description: the merchant is on the blocked list
+    expression: merchant_id in list("blocked_merchants")
+    severity: critical
+    action: block
+    mode: active
+    version: 1
+"""
+
+
+def test_a_list_entry_counts_until_its_event_time_expiry(parsed: Parsed) -> None:
+    blocked = NamedList("blocked_merchants", "merchant", {"m-9": START_AT + DAY})
+    controls = Controls(rules.parse_rules(BLOCKED), {blocked.name: blocked})
+    engine = AccountEngine(Settings(), controls)
+    state = engine.new_state("acc-1")
+    before, after = run(
+        engine,
+        state,
+        parsed("transaction", merchant_id="m-9", hours=23),
+        parsed("transaction", merchant_id="m-9", hours=24),
+    )
+    assert before.score is not None and before.score["action"] == "block"
+    assert after.score is not None and after.score["rules_hit"] == []
+
+
+def test_swapped_controls_apply_from_the_next_event(engine: AccountEngine, parsed: Parsed) -> None:
+    state = engine.new_state("acc-1")
+    [first] = run(engine, state, parsed("transaction", amount=1200.0))
+    stricter = rules.parse_rules(RULES.replace("amount >= 1000", "amount >= 5000"))
+    engine.controls = Controls(stricter)
+    [second] = run(engine, state, parsed("transaction", amount=1200.0, minutes=5))
+    assert first.score is not None and second.score is not None
+    assert first.score["rules_hit"] == ["large-amount", "medium-amount"]
+    assert second.score["rules_hit"] == ["medium-amount"]
+    assert engine.ruleset is stricter
+    assert second.score["ruleset_version"] == stricter.version
 
 
 # Alerts -----------------------------------------------------------------------------------
@@ -254,12 +390,14 @@ def test_the_same_event_gives_the_same_alert_id_in_fresh_engines(
 ) -> None:
     event = parsed("transaction", amount=1200.0)
     first, second = (
-        AccountEngine(Settings(), ruleset).handle(AccountState.fresh("acc-1", 5000.0, 0.18), event)
+        AccountEngine(Settings(), Controls(ruleset)).handle(
+            AccountState.fresh("acc-1", 5000.0, 0.18), event
+        )
         for _ in range(2)
     )
     assert [a["alert_id"] for a in first.alerts] == [a["alert_id"] for a in second.alerts]
     other = parsed("transaction", amount=1200.0)
-    third = AccountEngine(Settings(), ruleset).handle(
+    third = AccountEngine(Settings(), Controls(ruleset)).handle(
         AccountState.fresh("acc-1", 5000.0, 0.18), other
     )
     assert third.alerts[0]["alert_id"] != first.alerts[0]["alert_id"]
@@ -291,7 +429,7 @@ def test_a_repeated_event_id_is_refused(engine: AccountEngine, parsed: Parsed) -
 def test_an_event_beyond_the_allowed_lateness_is_too_late(
     settings_factory: Callable[..., Settings], ruleset: rules.RuleSet, parsed: Parsed
 ) -> None:
-    engine = AccountEngine(settings_factory(allowed_lateness_seconds=600), ruleset)
+    engine = AccountEngine(settings_factory(allowed_lateness_seconds=600), Controls(ruleset))
     event = parsed("transaction")
     with pytest.raises(InvalidEvent) as info:
         engine.check(engine.new_state("acc-1"), event, clock=event.at + 601)
@@ -305,7 +443,7 @@ def test_an_event_within_the_allowed_lateness_passes(
     parsed: Parsed,
     behind: float,
 ) -> None:
-    engine = AccountEngine(settings_factory(allowed_lateness_seconds=600), ruleset)
+    engine = AccountEngine(settings_factory(allowed_lateness_seconds=600), Controls(ruleset))
     event = parsed("repayment")
     engine.check(engine.new_state("acc-1"), event, clock=event.at + behind)
 
@@ -331,7 +469,7 @@ def test_a_never_opened_account_gets_the_default_terms(
     settings_factory: Callable[..., Settings], ruleset: rules.RuleSet, parsed: Parsed
 ) -> None:
     settings = settings_factory(default_credit_limit=2000.0, default_apr=0.21)
-    engine = AccountEngine(settings, ruleset)
+    engine = AccountEngine(settings, Controls(ruleset))
     state = engine.new_state("ghost")
     outcome = engine.handle(state, parsed("transaction", account_id="ghost", amount=500.0))
     assert outcome.account is not None
@@ -354,7 +492,7 @@ def test_opening_replaces_the_default_terms(engine: AccountEngine, parsed: Parse
 
 @pytest.fixture
 def library_engine() -> AccountEngine:
-    return AccountEngine(Settings(), rules.load_rules(rules.LIBRARY_DIR))
+    return AccountEngine(Settings(), Controls(rules.load_rules(rules.LIBRARY_DIR)))
 
 
 def test_a_minimum_repayment_raises_a_delinquency_alert(
@@ -445,6 +583,57 @@ def test_a_label_for_a_transaction_gone_from_history_gives_no_merchant_fact(
     assert outcome.merchant_facts == []
 
 
+def test_a_fraud_label_credits_the_fraud_rules_that_matched_its_transaction_once(
+    ruleset: rules.RuleSet, parsed: Parsed
+) -> None:
+    engine = snoozed(ruleset, ("medium-amount", "account", "acc-1", START_AT + 60 * DAY))
+    state = billed(engine, parsed)
+    tx = parsed("transaction", amount=1200.0, occurred_at="2026-04-03T12:00:00Z")
+    [scored, _] = run(
+        engine, state, tx, parsed("transaction", amount=10.0, occurred_at="2026-04-03T13:00:00Z")
+    )
+    assert scored.score is not None and "spending-while-overdue" in scored.score["rules_hit"]
+    label = parsed("fraud_label", transaction_id=tx.event_id, occurred_at="2026-04-12T00:00:00Z")
+    [credit] = run(engine, state, label)
+    assert credit.rule_activity is not None
+    assert credit.rule_activity.at == tx.at  # the transaction's day, not the label's
+    # active, shadow and snoozed alike; not the delinquency rule, which labels do not measure
+    assert sorted(credit.rule_activity.frauds) == [
+        "large-amount",
+        "medium-amount",
+        "trial-critical",
+    ]
+    again = parsed("fraud_label", transaction_id=tx.event_id, occurred_at="2026-04-13T00:00:00Z")
+    [repeat] = run(engine, state, again)
+    assert repeat.rule_activity is None
+
+
+def test_what_a_label_credits_survives_a_restart(ruleset: rules.RuleSet, parsed: Parsed) -> None:
+    engine = snoozed(ruleset, ("large-amount", "account", "acc-1", START_AT + DAY))
+    state = engine.new_state("acc-1")
+    tx = parsed("transaction", amount=1200.0)
+    [scored] = run(engine, state, tx)
+    assert scored.rule_activity is not None
+    assert scored.rule_activity.measured == ("medium-amount", "trial-critical", "large-amount")
+    [credit] = run(engine, reborn(state), parsed("fraud_label", transaction_id=tx.event_id, days=9))
+    assert credit.rule_activity == RuleActivity(at=tx.at, frauds=scored.rule_activity.measured)
+
+
+@pytest.mark.parametrize("case", ["legitimate", "no rule matched", "gone from history"])
+def test_a_label_credits_nothing_without_a_remembered_hit(
+    engine: AccountEngine, parsed: Parsed, case: str
+) -> None:
+    state = engine.new_state("acc-1")
+    tx = parsed("transaction", amount=10.0 if case == "no rule matched" else 1200.0)
+    run(engine, state, tx, parsed("transaction", days=40 if case == "gone from history" else 1))
+    is_fraud = case != "legitimate"
+    label_day = 41 if case == "gone from history" else 2
+    label = parsed("fraud_label", transaction_id=tx.event_id, is_fraud=is_fraud, days=label_day)
+    [outcome] = run(engine, state, label)
+    assert outcome.rule_activity is None
+    assert len(state.hit_ids) == len(state.hit_rules) == (1 if case == "legitimate" else 0)
+
+
 # advance(): delinquency over time ---------------------------------------------------------
 
 
@@ -524,7 +713,9 @@ def test_each_delinquency_alert_shows_the_account_as_of_its_own_crossing(
 def test_grace_and_thresholds_come_from_the_settings(
     settings_factory: Callable[..., Settings], ruleset: rules.RuleSet, parsed: Parsed
 ) -> None:
-    engine = AccountEngine(settings_factory(overdue_grace_days=2, dpd_thresholds=(3, 90)), ruleset)
+    engine = AccountEngine(
+        settings_factory(overdue_grace_days=2, dpd_thresholds=(3, 90)), Controls(ruleset)
+    )
     state = billed(engine, parsed)
     assert engine.advance(state, DUE_AT + 5 * DAY - 1).alerts == []
     [early] = engine.advance(state, DUE_AT + 5 * DAY).alerts
@@ -607,6 +798,7 @@ def _as_json(outcome: Outcome) -> str:
             "facts": [dataclasses.astuple(fact) for fact in outcome.merchant_facts],
             "account": outcome.account,
             "next": outcome.next_crossing,
+            "rules": dataclasses.asdict(outcome.rule_activity) if outcome.rule_activity else None,
         },
         sort_keys=True,
     )
@@ -621,8 +813,8 @@ def test_the_same_events_give_the_same_outcomes_in_fresh_engines(
     book: list[dict[str, Any]],
 ) -> None:
     library = rules.load_rules(rules.LIBRARY_DIR)
-    first = drive(AccountEngine(Settings(), library), book, restart=False)
-    second = drive(AccountEngine(Settings(), library), book, restart=False)
+    first = drive(AccountEngine(Settings(), Controls(library)), book, restart=False)
+    second = drive(AccountEngine(Settings(), Controls(library)), book, restart=False)
     assert first == second
     outputs = [json.loads(record) for record in first if isinstance(record, str)]
     assert sum(1 for o in outputs if o["score"]) == sum(
@@ -633,6 +825,6 @@ def test_the_same_events_give_the_same_outcomes_in_fresh_engines(
 
 def test_a_restart_from_the_changelog_changes_no_outcome(book: list[dict[str, Any]]) -> None:
     library = rules.load_rules(rules.LIBRARY_DIR)
-    assert drive(AccountEngine(Settings(), library), book, restart=True) == drive(
-        AccountEngine(Settings(), library), book, restart=False
+    assert drive(AccountEngine(Settings(), Controls(library)), book, restart=True) == drive(
+        AccountEngine(Settings(), Controls(library)), book, restart=False
     )

@@ -13,6 +13,7 @@ import pytest
 
 from duoli.errors import RuleError
 from rules import Evaluation, Rule, RuleHit, RuleSet
+from rules.control import NamedList
 
 RuleFactory = Callable[..., Rule]
 
@@ -189,3 +190,66 @@ def test_ruleset_survives_a_pickle_round_trip(make_rule: RuleFactory) -> None:
     clone = pickle.loads(pickle.dumps(ruleset))
     assert (clone.rules, clone.version) == (ruleset.rules, ruleset.version)
     assert clone.evaluate({"amount": 2000.0}) == ruleset.evaluate({"amount": 2000.0})
+
+
+# Named lists ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def blocked_merchants() -> dict[str, NamedList]:
+    """m-1 blocked for good; m-2 until event time 1000."""
+    entries: dict[str, float | None] = {"m-1": None, "m-2": 1000.0}
+    return {"blocked": NamedList("blocked", "merchant", entries)}
+
+
+@pytest.mark.parametrize(
+    ("merchant_id", "at", "blocked"),
+    [("m-1", 5000.0, True), ("m-2", 999.0, True), ("m-2", 1000.0, False), ("m-3", 0.0, False)],
+)
+def test_a_list_is_read_as_of_the_event_time(
+    make_rule: RuleFactory,
+    blocked_merchants: dict[str, NamedList],
+    merchant_id: str,
+    at: float,
+    blocked: bool,
+) -> None:
+    ruleset = RuleSet([make_rule(expression='merchant_id in list("blocked")')])
+    evaluation = ruleset.evaluate({"merchant_id": merchant_id}, lists=blocked_merchants, at=at)
+    assert [hit.rule_id for hit in evaluation.hits] == (["big-amount"] if blocked else [])
+
+
+def test_not_in_a_list_and_an_unknown_list_is_empty(
+    make_rule: RuleFactory, blocked_merchants: dict[str, NamedList]
+) -> None:
+    ruleset = RuleSet(
+        [
+            make_rule(id="not-blocked", expression='merchant_id not in list("blocked")'),
+            make_rule(id="unknown-list", expression='device_id in list("no such list")'),
+            make_rule(id="no-device", expression='device_id not in list("no such list")'),
+        ]
+    )
+    facts = {"merchant_id": "m-1", "device_id": ""}
+    hits = ruleset.evaluate(facts, lists=blocked_merchants, at=0.0).hits
+    assert [hit.rule_id for hit in hits] == ["no-device"]
+    without_lists = ruleset.evaluate(facts).hits
+    assert [hit.rule_id for hit in without_lists] == ["not-blocked", "no-device"]
+
+
+def test_rules_without_lists_ignore_them(
+    make_rule: RuleFactory, blocked_merchants: dict[str, NamedList]
+) -> None:
+    ruleset = RuleSet([make_rule()])
+    plain = ruleset.evaluate({"amount": 2000.0})
+    assert ruleset.evaluate({"amount": 2000.0}, lists=blocked_merchants, at=1.0) == plain
+
+
+def test_a_list_rule_survives_a_pickle_round_trip(
+    make_rule: RuleFactory, blocked_merchants: dict[str, NamedList]
+) -> None:
+    ruleset = RuleSet([make_rule(expression='merchant_id in list("blocked")')])
+    clone = pickle.loads(pickle.dumps(ruleset))
+    facts = {"merchant_id": "m-2"}
+    assert clone.evaluate(facts, lists=blocked_merchants, at=10.0).hits
+    assert clone.evaluate(facts, lists=blocked_merchants, at=10.0) == ruleset.evaluate(
+        facts, lists=blocked_merchants, at=10.0
+    )

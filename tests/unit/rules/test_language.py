@@ -76,6 +76,28 @@ HOSTILE_FRAGMENTS = (
     "'x' * 1000000000",
     "[0] * 1000000000",
     "'%999999999d' % 1",
+    # named lists: one string literal, only as the right operand of in / not in
+    "list",
+    "list()",
+    "list('a')",
+    "list(merchant_id)",
+    "list('a', 'b')",
+    "list(name='a')",
+    "list(*'a')",
+    "list('a' + 'b')",
+    "list(f'{kind}')",
+    "list(1)",
+    "list(list('a'))",
+    "list('a').contains",
+    "list('a')[0]",
+    "list('a') == merchant_id",
+    "list('a') in list('b')",
+    "min(list('a'))",
+    "len(list('a'))",
+    "merchant_id in list(kind)",
+    "merchant_id in list('a').entries",
+    "merchant_id in list('a')[0]",
+    "merchant_id in (list('a'),)",
 )
 
 TEMPLATES = (
@@ -212,6 +234,44 @@ def test_allowed_forms_compile_and_run(
     expression: str, facts: dict[str, Any], expected: Any
 ) -> None:
     assert compile_expression("ok", expression)(facts) == expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "facts", "expected"),
+    [
+        ('merchant_id in list("blocked_merchants")', {"merchant_id": "m-1"}, False),
+        ('device_id not in list("bad_devices")', {"device_id": "d-1"}, True),
+        ("amount > 5 and city in list('watched cities')", {"amount": 9, "city": "x"}, False),
+        (
+            'merchant_id in list("a") or city not in list("b")',
+            {"merchant_id": "m", "city": "x"},
+            True,
+        ),
+    ],
+)
+def test_list_membership_compiles_and_an_unknown_list_is_empty(
+    expression: str, facts: dict[str, Any], expected: bool
+) -> None:
+    assert compile_expression("lists", expression)(facts) is expected
+
+
+@pytest.mark.parametrize(
+    ("expression", "column", "message"),
+    [
+        ("merchant_id in list(merchant_id)", 15, "exactly one list name in quotes"),
+        ("merchant_id in list()", 15, "exactly one list name in quotes"),
+        ('merchant_id in list("a", "b")', 15, "exactly one list name in quotes"),
+        ("amount > 1 and list('a')", 15, "only be used after in or not in"),
+        ("merchant_id in list", 15, "'list' can only be called"),
+    ],
+)
+def test_a_misused_list_is_refused_with_its_position(
+    expression: str, column: int, message: str
+) -> None:
+    with pytest.raises(RuleError) as info:
+        compile_expression("listy", expression)
+    assert (info.value.rule_id, info.value.line, info.value.column) == ("listy", 1, column)
+    assert message in str(info.value)
 
 
 def test_error_names_rule_and_position_in_multiline_expression() -> None:

@@ -15,6 +15,7 @@ FactsFactory = Callable[..., Facts]
 
 NEUTRAL: Facts = {
     "event_type": "transaction",
+    "account_id": "acct-1",
     "amount": 120.0,
     "kind": "purchase",
     "currency": "CNY",

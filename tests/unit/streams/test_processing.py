@@ -16,6 +16,7 @@ from duoli.errors import InvalidEvent
 from duoli.events import parse_event
 from duoli.merchant import MerchantFact, add_fact, encode_buckets
 from duoli.settings import Settings
+from rules.control import Controls
 from streams.processing import DelinquencyWatch, MerchantCache, dead_letter
 
 DUE = 1775001600.0  # 2026-04-01T00:00:00Z
@@ -62,7 +63,7 @@ def overdue(account_id: str, partition: int, due_at: float = DUE) -> AccountStat
 
 @pytest.fixture
 def engine() -> AccountEngine:
-    return AccountEngine(Settings(), rules.parse_rules("rules:\n"))
+    return AccountEngine(Settings(), Controls(rules.parse_rules("rules:\n")))
 
 
 def test_ensure_rebuilds_a_partition_from_the_accounts_table(engine: AccountEngine) -> None:
