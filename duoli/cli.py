@@ -7,12 +7,17 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from duoli.control_cli import RULE_COMMANDS, lists
 from duoli.errors import DuoliError
-from duoli.settings import load_settings
+from duoli.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rules import RuleSet
+    from rules.control import NamedList
 
 __all__ = ["main"]
 
@@ -123,7 +128,8 @@ def rules() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option(
     "--active", type=click.Path(exists=True, path_type=Path),
-    help="The deployed rules to compare with (default: DUOLI_RULES_PATH).",
+    help="The deployed rules to compare with (default: DUOLI_RULES_PATH with the pushed "
+    "versions, and the pushed lists, when DUOLI_KAFKA_URL is set).",
 )  # fmt: skip
 @click.option(
     "--maturity-days", default=7.0, show_default=True,
@@ -140,11 +146,10 @@ def backtest(
     from duoli.backtest import backtest as run
     from duoli.backtest import load_candidates
     from duoli.backtest_report import render_table
-    from rules import load_rules
 
     settings = load_settings()
     candidates = load_candidates(rulefiles)
-    deployed = load_rules(active or settings.rules_path)
+    deployed, lists = _deployed(settings, active)
     console = Console(stderr=as_json)  # keep stdout pure JSON with --json
     with Progress(
         "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
@@ -154,11 +159,28 @@ def backtest(
         report = run(
             events_path, candidates, active=deployed, settings=settings,
             maturity_days=maturity_days, progress=lambda done: bar.update(task, completed=done),
+            lists=lists,
         )  # fmt: skip
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         console.print(render_table(report))
+
+
+def _deployed(settings: Settings, active: Path | None) -> tuple[RuleSet, dict[str, NamedList]]:
+    """What the workers run: the ``--active`` files as they are, or the rule files with the
+    pushed versions and the pushed lists when ``DUOLI_KAFKA_URL`` names their broker."""
+    from rules import load_rules
+
+    files = load_rules(active or settings.rules_path)
+    if active is not None or not settings.kafka_url:
+        return files, {}
+    from connectors.control_topic import prepare_control_topics, read_control
+    from streams.topics import TopicNames
+
+    prepare_control_topics(settings.kafka_url, settings)
+    state = read_control(settings.kafka_url, TopicNames.of(settings))
+    return state.ruleset(files.rules), state.lists
 
 
 for _command in RULE_COMMANDS:

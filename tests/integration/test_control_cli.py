@@ -228,3 +228,25 @@ def test_snooze_and_unsnooze_a_rule_for_one_account(analyst) -> None:
     assert read_control(run.url, run.names).snoozes == {}
     stderr = run.refused("rules", "unsnooze", "big", "--account", "acc-1", "--author", "bob")
     assert "no snooze to lift" in stderr
+
+
+def test_a_backtest_compares_with_the_pushed_version_the_workers_run(analyst, tmp_path) -> None:
+    from duoli.simulate import SimulationConfig, simulate, write_jsonl
+
+    run = analyst()
+    book = tmp_path / "book.jsonl"
+    write_jsonl(simulate(SimulationConfig(seed=4, accounts=40, days=20)), book)
+    stricter = run.write("stricter.yaml", {**BIG, "expression": "amount >= 2000"})
+    run.ok("rules", "push", stricter, "--author", "alice")
+
+    candidate = run.write("candidate.yaml", BIG)  # the file's version, amount >= 1000
+    report = run.json("rules", "backtest", candidate, "--events", str(book))
+    (rule,) = report["rules"]
+    assert rule["active"]["status"] == "changed"
+    assert rule["active"]["active_version"] == 2
+    assert rule["active"]["only_candidate"] > 0 and rule["active"]["only_active"] == 0
+
+    against_files = run.json(
+        "rules", "backtest", candidate, "--events", str(book), "--active", str(run.deployed)
+    )
+    assert against_files["rules"][0]["active"]["status"] == "unchanged"
