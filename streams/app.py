@@ -99,7 +99,7 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
         await asyncio.gather(redis.ready(), control.ready())
 
     register_agents(app, topics, accounts, merchants, progress, ready)
-    register_gap_watch(app, progress)
+    register_gap_watch(app, topics, progress)
     if settings.live_clock:
         register_timers(app, topics, accounts)
     app.service(redis)  # type: ignore[arg-type]  # Faust accepts an instance too

@@ -6,20 +6,21 @@ already read (seen here after a worker restart, about one run in two). Offsets o
 input topics have no holes, so an agent applies a partition's offsets strictly in order:
 an offset below the next one is a redelivery and is skipped; one above it means some were
 lost, so it is skipped too and the partition is fetched again from the next offset. A
-batch that fails is fetched again the same way.
+batch that fails, and a partition that stays behind its end offset without moving (its
+last events were lost), are fetched again the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from faust.types import TP
 
-__all__ = ["REFETCH_RETRY", "Progress", "refetch_gaps"]
+__all__ = ["REFETCH_RETRY", "Progress", "end_offsets", "refetch_gaps"]
 
 REFETCH_RETRY = 1.0  # seconds before a gap is fetched again
 
@@ -36,10 +37,24 @@ class Progress:
     def __init__(self, table: Any) -> None:
         self.table = table
         self.gaps: dict[tuple[str, int], float] = {}  # -> when it was last fetched again
+        self.behind: dict[tuple[str, int], int] = {}  # -> next offset at the last check
 
     def reset(self) -> None:
         """Partitions may move: forget the gaps of this assignment."""
         self.gaps.clear()
+        self.behind.clear()
+
+    def check_stalls(self, ends: Mapping[tuple[str, int], int]) -> None:
+        """A partition behind its end offset whose next offset did not move since the last
+        check lost its tail (no later event arrives to reveal the hole): fetch it again."""
+        behind = {}
+        for (topic, partition), end in ends.items():
+            expected = self.table.get(_key(topic, partition))
+            if expected is not None and expected < end:
+                behind[topic, partition] = expected
+                if self.behind.get((topic, partition)) == expected:
+                    self.gaps.setdefault((topic, partition), 0.0)
+        self.behind = behind
 
     def admit(self, batch: Any, topic: str, partition: int, offset: int) -> bool:
         """Whether to apply this offset now; if so its progress is staged in ``batch``."""
@@ -80,6 +95,16 @@ class Progress:
 
 def _key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
+
+
+def end_offsets(consumer: Any, topics: set[str]) -> dict[tuple[str, int], int]:
+    """The end offsets of the assigned input partitions, from the last fetch responses."""
+    ends = {}
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp) if tp.topic in topics else None
+        if end is not None:
+            ends[tp.topic, tp.partition] = end
+    return ends
 
 
 async def refetch_gaps(consumer: Any, progress: Progress) -> None:

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from streams.processing import AccountProcessor
-from streams.progress import REFETCH_RETRY, Progress, refetch_gaps
+from streams.progress import REFETCH_RETRY, Progress, end_offsets, refetch_gaps
 
 __all__ = ["register_gap_watch", "register_timers"]
 
@@ -34,7 +34,10 @@ def register_timers(app: Any, topics: Any, accounts: AccountProcessor) -> None:
             )
 
 
-def register_gap_watch(app: Any, progress: Progress) -> None:
+def register_gap_watch(app: Any, topics: Any, progress: Progress) -> None:
+    inputs = {topics.names.events, topics.names.merchant_facts}
+
     @app.timer(REFETCH_RETRY, name="gap_watch")
     async def gap_watch() -> None:
+        progress.check_stalls(end_offsets(app.consumer, inputs))
         await refetch_gaps(app.consumer, progress)

@@ -139,3 +139,15 @@ def test_missing_head_is_the_committed_offset_when_later_ones_are_acknowledged(
     acked: list[int], committed: int | None, gap: tuple[int, int] | None, head: int | None
 ) -> None:
     assert missing_head(consumer(acked, committed, gap), "tp") == head
+
+
+def test_a_partition_behind_its_end_that_does_not_move_is_fetched_again() -> None:
+    table = Table({"t:0": 10, "t:1": 4})
+    progress = Progress(table)
+    progress.check_stalls({("t", 0): 15, ("t", 1): 4})  # 1 is at its end
+    assert progress.refetches(retry_after=0.0) == []  # behind once: maybe still busy
+    table["t:0"] = 12
+    progress.check_stalls({("t", 0): 15, ("t", 1): 4})
+    assert progress.refetches(retry_after=0.0) == []  # it moved
+    progress.check_stalls({("t", 0): 15, ("t", 1): 4})
+    assert progress.refetches(retry_after=0.0) == [("t", 0, 12)]  # stuck at 12 of 15
