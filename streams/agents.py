@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from streams._faust_compat import seal_changelogs, write_table
 from streams.processing import AccountProcessor, Batch, MerchantProcessor
-from streams.progress import Progress, refetch_gaps
+from streams.progress import Progress
 
 __all__ = ["register_agents"]
 
 BATCH_SIZE = 2000
 BATCH_LINGER = 0.005
+
+Process = Callable[[Batch, list[Any]], Awaitable[None]]
 
 
 async def batches(stream: Any, size: int, linger: float) -> AsyncIterator[list[Any]]:
@@ -95,35 +98,36 @@ async def _score_accounts(
     accounts.end_batch(batch)
 
 
+async def _track_merchants(merchants: MerchantProcessor, batch: Batch, events: list[Any]) -> None:
+    for event in events:
+        merchants.on_tallies(batch, event.value, event.message.partition)
+    merchants.end_batch(batch)
+
+
 def register_agents(
     app: Any,
     topics: Any,
     accounts: AccountProcessor,
     merchants: MerchantProcessor,
     progress: Progress,
-    redis_ready: Callable[[], Awaitable[None]],
+    ready: Callable[[], Awaitable[None]],
 ) -> None:
+    """Both agents run the same loop: batch, admit in offset order, process, commit."""
     clock_topic = topics.names.clock
+
+    async def run(stream: Any, process: Process, sink: Any, untracked: str = "") -> None:
+        async for received in batches(stream, BATCH_SIZE, BATCH_LINGER):
+            with progress.refetched_on_failure(received):
+                await ready()
+                batch = Batch()
+                await process(batch, _admitted(progress, batch, received, untracked))
+                await _commit(app, batch, sink)
 
     @app.agent(topics.account_input, name="score_accounts")
     async def score_accounts(stream: Any) -> None:
-        async for received in batches(stream, BATCH_SIZE, BATCH_LINGER):
-            with progress.refetched_on_failure(received):
-                await redis_ready()
-                batch = Batch()
-                events = _admitted(progress, batch, received, untracked=clock_topic)
-                await _score_accounts(accounts, batch, events, clock_topic)
-                await _commit(app, batch, accounts.sink)
-            await refetch_gaps(app.consumer, progress)
+        process = partial(_score_accounts, accounts, clock_topic=clock_topic)
+        await run(stream, process, accounts.sink, untracked=clock_topic)
 
     @app.agent(topics.merchant_facts, name="track_merchants")
     async def track_merchants(stream: Any) -> None:
-        async for received in batches(stream, BATCH_SIZE, BATCH_LINGER):
-            with progress.refetched_on_failure(received):
-                await redis_ready()
-                batch = Batch()
-                for event in _admitted(progress, batch, received):
-                    merchants.on_tallies(batch, event.value, event.message.partition)
-                merchants.end_batch(batch)
-                await _commit(app, batch, merchants.sink)
-            await refetch_gaps(app.consumer, progress)
+        await run(stream, partial(_track_merchants, merchants), merchants.sink)

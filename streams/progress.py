@@ -109,5 +109,5 @@ def end_offsets(consumer: Any, topics: set[str]) -> dict[tuple[str, int], int]:
 
 async def refetch_gaps(consumer: Any, progress: Progress) -> None:
     for topic, partition, offset in progress.refetches(REFETCH_RETRY):
-        log.warning("%s[%d] skipped ahead; fetching again from offset %d", topic, partition, offset)
+        log.warning("%s[%d] has a hole; fetching again from offset %d", topic, partition, offset)
         await consumer.seek(TP(topic, partition), offset)

@@ -4,8 +4,8 @@ The live clock: while a partition is quiet, its event-time clock follows the wal
 The timer cannot write tables itself (Faust allows that only inside a stream), so it
 sends a tick through the clock topic to the partition's own agent.
 
-The gap watch: a partition that skipped ahead is fetched again, even when no more events
-arrive to notice it (see :mod:`streams.progress`).
+The gap watch: a partition with a hole in what it applied is fetched again from the hole
+(see :mod:`streams.progress`).
 """
 
 from __future__ import annotations
