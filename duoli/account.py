@@ -67,6 +67,8 @@ class AccountState:
     log_mean: float = 0.0
     log_var: float = 0.0
     on_time_streak: int = 0
+    settled: int = 0  # installments repaid in full, ever
+    settled_late: int = 0  # of those, repaid after their due time
     confirmed_frauds: int = 0
     last_fraud_score: float = 0.0
     tx_times: array[float] = field(default_factory=lambda: array("d"))
@@ -149,7 +151,7 @@ class AccountState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AccountState:
-        state = cls(**{name: data[name] for name in _SCALARS})
+        state = cls(**{name: data[name] for name in _SCALARS if name in data})
         for name in _NUMERIC:
             _unpack(getattr(state, name), data.get(name, ""))  # .get: older states lack hits
         for name in _TEXT:
@@ -173,8 +175,8 @@ class AccountState:
 
 _SCALARS = (
     "account_id", "credit_limit", "apr", "opened_at", "balance", "latest_at", "partition",
-    "last_offset", "tx_count", "log_mean", "log_var", "on_time_streak", "confirmed_frauds",
-    "last_fraud_score",
+    "last_offset", "tx_count", "log_mean", "log_var", "on_time_streak", "settled",
+    "settled_late", "confirmed_frauds", "last_fraud_score",
 )  # fmt: skip
 _NUMERIC = ("tx_times", "tx_amounts", "tx_kinds", "tx_ids", "seen_ids", "seen_times", "hit_ids")
 _TEXT = ("tx_merchants", "tx_devices", "tx_cities", "hit_rules")
@@ -284,7 +286,10 @@ def _repayment_order(state: AccountState, target: str | None) -> list[str]:
 
 def _settle(state: AccountState, installment_id: str, at: float) -> None:
     installment = state.installments.pop(installment_id)
-    state.on_time_streak = state.on_time_streak + 1 if at <= installment.due_at else 0
+    late = at > installment.due_at
+    state.on_time_streak = 0 if late else state.on_time_streak + 1
+    state.settled += 1
+    state.settled_late += late
 
 
 def _label(state: AccountState, event: FraudLabel) -> None:

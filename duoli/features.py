@@ -84,6 +84,9 @@ def account_features(state: AccountState, now: float, grace_seconds: float) -> d
         "overdue_installments": len(overdue),
         "days_past_due": days_past_due(oldest_due, now, grace_seconds) if overdue else 0,
         "on_time_streak": state.on_time_streak,
+        "settled_installments": state.settled,
+        "settled_late": state.settled_late,
+        "amount_owed": sum(i.owed for i in state.installments.values()),
     }
 
 

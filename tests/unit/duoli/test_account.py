@@ -45,6 +45,7 @@ def test_repayment_waterfall_settles_oldest_first(parsed):
     assert list(state.installments) == ["i-2"]
     assert state.installments["i-2"].paid == 50.0
     assert state.on_time_streak == 0  # i-1 was paid after its due date
+    assert (state.settled, state.settled_late) == (1, 1)  # the repayment history pd reads
     assert state.balance == 850.0
 
 
