@@ -1,0 +1,413 @@
+"""The supervised candidates: River classifiers that can explain a score. Pure.
+
+Each candidate learns ``(x, y, w)`` online, gives the probability of the positive class
+and explains it as (input name, contribution) pairs. ``frozen()`` returns a small
+immutable predictor for workers: it answers as the candidate did when frozen (to the
+last rounding), and later learning does not change it.
+
+- ``LogisticCandidate``: ``StandardScaler | LogisticRegression``. With ``bins`` > 0 each
+  input also gets a one-hot of its bin (``bins`` equal slices of its fixed bounds), so
+  the model can learn a curve per input, not only a slope: a generalised additive model,
+  as cheap and as explainable as the plain one. A contribution is the input's share of
+  the logit: its weight times its scaled value, plus the weight of its bin.
+- ``TreeCandidate``: a Hoeffding tree bounded in depth and memory, with majority-class
+  leaves; a contribution is how much the positive share of the training data changes at
+  each split on the input's path (a split credits its feature), the usual path
+  attribution of a decision tree. (The adaptive variant, ``HoeffdingAdaptiveTree``, was
+  measured too: its drift resets cost precision on delayed labels, and time.)
+- ``BlendPredictor``: the mean of several frozen predictors, so the learner can also
+  weigh the average of two candidates as a challenger without learning anything twice.
+
+Positives are rare, so a positive label weighs ``positive_weight`` times a negative one.
+That multiplies the odds a model learns by the same factor, so every probability it
+gives is divided back (``unweigh``): the scores stay probabilities of fraud, comparable
+across candidates and over time.
+
+>>> import random
+>>> rng = random.Random(1)
+>>> model = LogisticCandidate(("amount", "prior_tx"), bins=4, learning_rate=0.05)
+>>> for _ in range(3000):
+...     x = {"amount": rng.uniform(0, 12), "prior_tx": rng.uniform(0, 10)}
+...     model.learn_one(x, x["amount"] > 9)
+>>> risky, calm = {"amount": 11.0, "prior_tx": 5.0}, {"amount": 2.0, "prior_tx": 5.0}
+>>> model.predict_proba_one(risky) > 0.9 > 0.1 > model.predict_proba_one(calm)
+True
+>>> model.explain(risky, k=1)[0][0]
+'amount'
+>>> frozen = model.frozen()
+>>> model.learn_one(risky, False)
+>>> frozen.predict_proba_one(risky) > model.predict_proba_one(risky)
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from river import linear_model, optim, preprocessing, tree
+
+from models.features import BOUNDS, FRAUD_FEATURES
+
+__all__ = [
+    "BlendPredictor",
+    "Candidate",
+    "LinearPredictor",
+    "LogisticCandidate",
+    "Predictor",
+    "TreeCandidate",
+    "TreePredictor",
+    "sigmoid",
+    "unweigh",
+]
+
+Contributions = list[tuple[str, float]]
+
+
+class Predictor(Protocol):
+    """What a worker holds: a probability and its explanation, never a change of state."""
+
+    def predict_proba_one(self, x: Mapping[str, float]) -> float: ...
+
+    def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions: ...
+
+    def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
+        """The probability and every contribution (unsorted), in one pass."""
+        ...
+
+
+class Candidate(Predictor, Protocol):
+    """A supervised model the learner trains and may promote."""
+
+    def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None: ...
+
+    def frozen(self) -> Predictor: ...
+
+
+def sigmoid(logit: float) -> float:
+    """River's logistic function, clamped the same way."""
+    if logit < -30:
+        return 0.0
+    if logit > 30:
+        return 1.0
+    return 1 / (1 + math.exp(-logit))
+
+
+def unweigh(probability: float, positive_weight: float) -> float:
+    """The probability a model learned with positives weighed ``positive_weight`` times,
+    brought back to the real odds (divided by the weight)."""
+    total = probability + positive_weight * (1 - probability)
+    return probability / total if total > 0 else 0.0
+
+
+def top(contributions: Contributions, k: int) -> Contributions:
+    """The ``k`` largest contributions, largest first."""
+    return sorted(contributions, key=lambda pair: pair[1], reverse=True)[:k]
+
+
+def _bin(value: float, low: float, scale: float, bins: int) -> int:
+    """Which of ``bins`` equal slices of the bounds holds the value (clamped at both ends)."""
+    index = int((value - low) * scale)
+    return 0 if index < 0 else bins - 1 if index >= bins else index
+
+
+class Annealed(optim.base.Scheduler):
+    """A learning rate that starts at ``start`` and settles towards ``rate``: after
+    ``steps`` updates it is half-way, so a fresh model learns its first labels fast."""
+
+    def __init__(self, rate: float, start: float, steps: int) -> None:
+        self.rate = rate
+        self.start = start
+        self.steps = steps
+
+    def get(self, t: int) -> float:
+        return self.rate + (self.start - self.rate) * self.steps / (self.steps + t)
+
+
+class LogisticCandidate:
+    """Online logistic regression on standardised inputs, optionally with per-input bins."""
+
+    def __init__(
+        self,
+        features: Sequence[str] = FRAUD_FEATURES,
+        bins: int = 0,
+        learning_rate: float = 0.002,
+        l2: float = 1e-4,
+        positive_weight: float = 20.0,
+        warm_learning_rate: float = 0.05,
+        warm_steps: int = 2_000,
+    ) -> None:
+        self.features = tuple(features)
+        self.bins = bins
+        self.learning_rate = learning_rate
+        self.l2 = l2
+        self.positive_weight = positive_weight
+        self.warm_learning_rate = warm_learning_rate
+        self.warm_steps = warm_steps
+        self.scaler = preprocessing.StandardScaler()
+        schedule = Annealed(learning_rate, max(warm_learning_rate, learning_rate), warm_steps)
+        self.model = linear_model.LogisticRegression(
+            optimizer=optim.SGD(schedule), l2=l2, intercept_lr=schedule
+        )
+        self._slices = tuple(_slices(name, bins) for name in self.features)
+
+    def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
+        row = {name: x[name] for name in self.features}
+        self.scaler.learn_one(row)
+        weight = w * (self.positive_weight if y else 1.0)
+        self.model.learn_one(self._design(row), bool(y), w=weight)
+
+    def predict_proba_one(self, x: Mapping[str, float]) -> float:
+        row = {name: x[name] for name in self.features}
+        probability = float(self.model.predict_proba_one(self._design(row))[True])
+        return unweigh(probability, self.positive_weight)
+
+    def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions:
+        return self.frozen().explain(x, k)
+
+    def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
+        return self.frozen().score(x)
+
+    def frozen(self) -> LinearPredictor:
+        weights = self.model.weights
+        return LinearPredictor(
+            features=self.features,
+            means=tuple(self.scaler.means.get(name, 0.0) for name in self.features),
+            stds=tuple(self.scaler.vars.get(name, 0.0) ** 0.5 for name in self.features),
+            weights=tuple(weights.get(name, 0.0) for name in self.features),
+            intercept=float(self.model.intercept) - math.log(self.positive_weight),
+            slices=self._slices,
+            bin_weights=tuple(
+                tuple(weights.get(_bin_key(name, b), 0.0) for b in range(self.bins))
+                for name in self.features
+            )
+            if self.bins
+            else (),
+        )
+
+    def _design(self, row: dict[str, float]) -> dict[str, float]:
+        """The scaled inputs, plus a 1 for each input's bin."""
+        design = self.scaler.transform_one(row)
+        if self.bins:
+            for name, (low, scale) in zip(self.features, self._slices, strict=True):
+                design[_bin_key(name, _bin(row[name], low, scale, self.bins))] = 1.0
+        return design
+
+
+def _slices(name: str, bins: int) -> tuple[float, float]:
+    """(low, bins per unit) of an input's fixed bounds."""
+    low, high = BOUNDS.get(name, (0.0, 1.0))
+    return low, (bins / (high - low) if high > low and bins else 0.0)
+
+
+def _bin_key(name: str, index: int) -> str:
+    return f"{name}#{index}"
+
+
+class LinearPredictor:
+    """A frozen (binned) logistic regression:
+    p = sigmoid(b + sum_i w_i (x_i - m_i) / s_i + v_i[bin(x_i)])."""
+
+    __slots__ = (
+        "bin_weights",
+        "features",
+        "intercept",
+        "means",
+        "slices",
+        "stds",
+        "weights",
+    )
+
+    def __init__(
+        self,
+        features: tuple[str, ...],
+        means: tuple[float, ...],
+        stds: tuple[float, ...],
+        weights: tuple[float, ...],
+        intercept: float,
+        slices: tuple[tuple[float, float], ...] = (),
+        bin_weights: tuple[tuple[float, ...], ...] = (),
+    ) -> None:
+        self.features = features
+        self.means = means
+        self.stds = stds
+        self.weights = weights
+        self.intercept = intercept
+        self.slices = slices
+        self.bin_weights = bin_weights
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
+    def contributions(self, x: Mapping[str, float]) -> Contributions:
+        """Each input's share of the logit."""
+        parts = [
+            (name, weight * (x[name] - mean) / std if std else 0.0)
+            for name, mean, std, weight in zip(
+                self.features, self.means, self.stds, self.weights, strict=True
+            )
+        ]
+        if self.bin_weights:
+            parts = [
+                (name, part + levels[_bin(x[name], low, scale, len(levels))])
+                for (name, part), (low, scale), levels in zip(
+                    parts, self.slices, self.bin_weights, strict=True
+                )
+            ]
+        return parts
+
+    def predict_proba_one(self, x: Mapping[str, float]) -> float:
+        return self.score(x)[0]
+
+    def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions:
+        return top(self.contributions(x), k)
+
+    def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
+        parts = self.contributions(x)
+        return sigmoid(self.intercept + sum(part for _, part in parts)), parts
+
+
+class TreeCandidate:
+    """A Hoeffding tree, bounded in depth and in memory."""
+
+    def __init__(
+        self,
+        features: Sequence[str] = FRAUD_FEATURES,
+        grace_period: int = 200,
+        max_depth: int = 10,
+        max_size_mib: float = 4.0,
+        positive_weight: float = 5.0,
+    ) -> None:
+        self.features = tuple(features)
+        self.grace_period = grace_period
+        self.max_depth = max_depth
+        self.max_size_mib = max_size_mib
+        self.positive_weight = positive_weight
+        self.model = tree.HoeffdingTreeClassifier(
+            grace_period=grace_period,
+            max_depth=max_depth,
+            max_size=max_size_mib,
+            memory_estimate_period=2_000,
+            leaf_prediction="mc",
+        )
+
+    def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
+        weight = w * (self.positive_weight if y else 1.0)
+        self.model.learn_one(self._row(x), bool(y), w=weight)
+
+    def predict_proba_one(self, x: Mapping[str, float]) -> float:
+        probability = float(self.model.predict_proba_one(self._row(x)).get(True, 0.0))
+        return unweigh(probability, self.positive_weight)
+
+    def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions:
+        return top(self.score(x)[1], k)
+
+    def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
+        return TreePredictor(self.model, self.features, self.positive_weight).score(x)
+
+    def frozen(self) -> TreePredictor:
+        """A copy without the leaves' split statistics: with majority-class leaves they
+        only serve learning, and they are nearly all of a tree's bytes."""
+        model = copy.deepcopy(self.model)
+        root: Any = getattr(model, "_root", None)
+        for leaf in root.iter_leaves() if hasattr(root, "iter_leaves") else [root]:
+            if hasattr(leaf, "splitters"):
+                leaf.splitters = {}
+        return TreePredictor(model, self.features, self.positive_weight)
+
+    def _row(self, x: Mapping[str, float]) -> dict[str, float]:
+        return {name: x[name] for name in self.features}
+
+
+class TreePredictor:
+    """A tree that predicts and explains, never learns."""
+
+    __slots__ = ("features", "model", "positive_weight")
+
+    def __init__(self, model: Any, features: tuple[str, ...], positive_weight: float) -> None:
+        self.model = model
+        self.features = features
+        self.positive_weight = positive_weight
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (self.model, self.features, self.positive_weight)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.model, self.features, self.positive_weight = state
+
+    def predict_proba_one(self, x: Mapping[str, float]) -> float:
+        return self.score(x)[0]
+
+    def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions:
+        return top(self.score(x)[1], k)
+
+    def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
+        row = {name: x[name] for name in self.features}
+        probability = float(self.model.predict_proba_one(row).get(True, 0.0))
+        contributions = _path_contributions(self.model, row, self.positive_weight)
+        return unweigh(probability, self.positive_weight), contributions
+
+
+def _positive_share(stats: Mapping[Any, float], positive_weight: float) -> float | None:
+    total = sum(stats.values())
+    return unweigh(stats.get(True, 0.0) / total, positive_weight) if total > 0 else None
+
+
+def _path_contributions(
+    model: Any, x: Mapping[str, float], positive_weight: float
+) -> Contributions:
+    """Per feature, the summed change of the positive share at the splits on x's path."""
+    root = getattr(model, "_root", None)
+    if root is None or not hasattr(root, "walk"):
+        return []
+    totals: dict[str, float] = {}
+    nodes = list(root.walk(x))
+    for parent, child in itertools.pairwise(nodes):
+        before = _positive_share(parent.stats, positive_weight)
+        after = _positive_share(child.stats, positive_weight)
+        feature = getattr(parent, "feature", None)
+        if before is None or after is None or feature is None:
+            continue
+        totals[feature] = totals.get(feature, 0.0) + after - before
+    return list(totals.items())
+
+
+class BlendPredictor:
+    """The mean of its members' probabilities. A contribution is the members' average, in
+    probability units: a linear member's share of the logit is scaled by p (1 - p), its
+    first-order effect on the probability."""
+
+    __slots__ = ("members",)
+
+    def __init__(self, members: tuple[Predictor, ...]) -> None:
+        self.members = members
+
+    def __getstate__(self) -> tuple[Predictor, ...]:
+        return self.members
+
+    def __setstate__(self, state: tuple[Predictor, ...]) -> None:
+        self.members = state
+
+    def predict_proba_one(self, x: Mapping[str, float]) -> float:
+        return self.score(x)[0]
+
+    def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions:
+        return top(self.score(x)[1], k)
+
+    def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
+        total, parts = 0.0, dict[str, float]()
+        share = 1 / len(self.members)
+        for member in self.members:
+            probability, contributions = member.score(x)
+            total += probability
+            scale = probability * (1 - probability) if isinstance(member, LinearPredictor) else 1
+            for name, value in contributions:
+                parts[name] = parts.get(name, 0.0) + share * scale * value
+        return total * share, list(parts.items())

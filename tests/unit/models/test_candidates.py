@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from models.candidates import LogisticCandidate, TreeCandidate, sigmoid, unweigh
+from models.metrics import roc_auc
+
+FEATURES = ("amount", "prior_tx", "new_device")
+
+
+def stream(n: int, seed: int, label):
+    rng = random.Random(seed)
+    for _ in range(n):
+        x = {
+            "amount": rng.uniform(0, 12),
+            "prior_tx": rng.uniform(0, 10),
+            "new_device": float(rng.random() < 0.1),
+        }
+        yield x, label(x)
+
+
+def trained(model, label, n=4000, seed=1):
+    for x, y in stream(n, seed, label):
+        model.learn_one(x, y)
+    return model
+
+
+def auc_of(model, label, seed=99):
+    pairs = list(stream(2000, seed, label))
+    return roc_auc([y for _, y in pairs], [model.predict_proba_one(x) for x, _ in pairs])
+
+
+def large(x):
+    return x["amount"] > 9
+
+
+def band(x):
+    return 4 < x["amount"] < 7
+
+
+def test_logistic_ranks_by_what_drives_the_label_and_says_so():
+    model = trained(LogisticCandidate(FEATURES, learning_rate=0.05, positive_weight=1), large)
+    assert auc_of(model, large) > 0.97
+    risky = {"amount": 11.5, "prior_tx": 3.0, "new_device": 0.0}
+    assert model.explain(risky, k=1)[0][0] == "amount"
+
+
+def test_bins_learn_a_curve_that_a_slope_cannot():
+    plain = trained(LogisticCandidate(FEATURES, learning_rate=0.05, positive_weight=1), band)
+    binned = trained(
+        LogisticCandidate(FEATURES, bins=12, learning_rate=0.05, positive_weight=1), band
+    )
+    assert auc_of(plain, band) < 0.7
+    assert auc_of(binned, band) > 0.95
+
+
+def test_contributions_add_up_to_the_logit():
+    model = trained(LogisticCandidate(FEATURES, bins=6, learning_rate=0.05), large)
+    frozen = model.frozen()
+    x = {"amount": 10.0, "prior_tx": 1.0, "new_device": 1.0}
+    probability, parts = frozen.score(x)
+    assert [name for name, _ in parts] == list(FEATURES)
+    assert probability == pytest.approx(sigmoid(frozen.intercept + sum(p for _, p in parts)))
+    assert probability == pytest.approx(model.predict_proba_one(x), abs=1e-12)
+
+
+def test_positive_weight_raises_the_probabilities_of_rare_positives():
+    def rare(x):
+        return x["amount"] > 11.5
+
+    light = trained(LogisticCandidate(FEATURES, learning_rate=0.02, positive_weight=1), rare)
+    heavy = trained(LogisticCandidate(FEATURES, learning_rate=0.02, positive_weight=20), rare)
+    x = {"amount": 11.8, "prior_tx": 5.0, "new_device": 0.0}
+    assert heavy.predict_proba_one(x) > light.predict_proba_one(x)
+
+
+def test_frozen_predictor_is_not_moved_by_later_learning():
+    model = trained(LogisticCandidate(FEATURES, learning_rate=0.05), large)
+    frozen = model.frozen()
+    x = {"amount": 10.5, "prior_tx": 2.0, "new_device": 0.0}
+    before = frozen.predict_proba_one(x)
+    for _ in range(300):
+        model.learn_one(x, False)
+    assert frozen.predict_proba_one(x) == before > model.predict_proba_one(x)
+
+
+def test_tree_learns_a_threshold_and_credits_the_split_feature():
+    model = trained(TreeCandidate(FEATURES, grace_period=100, positive_weight=1), large, n=6000)
+    assert auc_of(model, large) > 0.95
+    risky = {"amount": 11.0, "prior_tx": 5.0, "new_device": 0.0}
+    name, contribution = model.explain(risky, k=1)[0]
+    assert name == "amount" and contribution > 0
+    frozen = model.frozen()
+    assert frozen.predict_proba_one(risky) == model.predict_proba_one(risky)
+    assert math.isfinite(frozen.score(risky)[0])
+
+
+def test_an_untrained_candidate_says_even_odds_divided_by_the_positive_weight():
+    x = {"amount": 5.0, "prior_tx": 5.0, "new_device": 0.0}
+    assert LogisticCandidate(FEATURES, positive_weight=20).predict_proba_one(x) == 1 / 21
+    assert LogisticCandidate(FEATURES, positive_weight=1).predict_proba_one(x) == 0.5
+    assert TreeCandidate(FEATURES).explain(x) == []
+
+
+def test_probabilities_are_brought_back_from_the_weighted_odds():
+    assert unweigh(0.5, 1.0) == 0.5
+    assert unweigh(0.5, 4.0) == pytest.approx(0.2)  # odds 1 -> 1/4
+    assert unweigh(0.8, 4.0) == pytest.approx(0.5)  # odds 4 -> 1
+    assert unweigh(1.0, 20.0) == 1.0 and unweigh(0.0, 20.0) == 0.0
