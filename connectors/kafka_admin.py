@@ -32,7 +32,9 @@ with warnings.catch_warnings():
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 __all__ = [
+    "LARGE_RECORD_BYTES",
     "TopicSpec",
+    "broadcast",
     "committed_offsets",
     "consume_all",
     "end_offsets",
@@ -48,6 +50,7 @@ _KAFKA_ERRORS: tuple[type[Exception], ...] = (KafkaError,)
 Offsets = dict[tuple[str, int], int]
 Record = tuple[bytes | None, bytes]
 
+LARGE_RECORD_BYTES = 64 * 1024 * 1024
 _DEFAULT_PORT = 9092
 _FETCH_WAIT_MS = 50
 _TOOL_TIMEOUT = 20.0
@@ -60,6 +63,7 @@ class TopicSpec:
     name: str
     partitions: int
     compacted: bool = False
+    large: bool = False  # records up to LARGE_RECORD_BYTES (model snapshots, checkpoints)
 
 
 # -- error translation and clients ---------------------------------------------------------
@@ -130,6 +134,8 @@ def _consumer(url: str, timeout: float, group: str | None = None) -> Iterator[An
         auto_offset_reset="earliest",
         fetch_max_wait_ms=_FETCH_WAIT_MS,
         bootstrap_timeout_ms=_ms(timeout),
+        fetch_max_bytes=LARGE_RECORD_BYTES,
+        max_partition_fetch_bytes=LARGE_RECORD_BYTES,
     )
     try:
         yield consumer
@@ -167,10 +173,17 @@ def _creation_request(specs: Sequence[TopicSpec]) -> dict[str, dict[str, Any]]:
         spec.name: {
             "num_partitions": spec.partitions,
             "replication_factor": -1,
-            "configs": {"cleanup.policy": "compact"} if spec.compacted else {},
+            "configs": _configs(spec),
         }
         for spec in specs
     }
+
+
+def _configs(spec: TopicSpec) -> dict[str, str]:
+    configs = {"cleanup.policy": "compact"} if spec.compacted else {}
+    if spec.large:
+        configs["max.message.bytes"] = str(LARGE_RECORD_BYTES)
+    return configs
 
 
 def _raise_creation_errors(result: Mapping[str, Any]) -> None:
@@ -318,22 +331,37 @@ def _pace_delay(started: float, sent: int, rate: float | None, now: float) -> fl
 
 def produce(url: str, topic: str, records: Iterable[Record], rate: float | None = None) -> int:
     """Send (key, value) records, optionally paced, and flush; returns how many were sent."""
+    with _producer(url, topic) as (producer, _):
+        return _send_all(producer, topic, ((key, value, None) for key, value in records), rate)
+
+
+def broadcast(url: str, topic: str, value: bytes) -> int:
+    """Send the same record to every partition of the topic; returns the partition count."""
+    with _producer(url, topic) as (producer, partitions):
+        return _send_all(producer, topic, ((None, value, p) for p in range(partitions)), None)
+
+
+@contextmanager
+def _producer(url: str, topic: str) -> Iterator[tuple[Any, int]]:
     with _translate_errors(f"cannot produce to {topic!r}"):
-        with _admin(url, _TOOL_TIMEOUT) as admin:
-            _admin_partitions(admin, [topic])  # refuse a missing topic before Tansu auto-creates it
+        with _admin(url, _TOOL_TIMEOUT) as admin:  # refuse a missing topic: Tansu would create it
+            partitions = len(_admin_partitions(admin, [topic]))
         producer = KafkaProducer(bootstrap_servers=url, linger_ms=5, allow_auto_create_topics=False)
         try:
-            return _send_all(producer, topic, records, rate)
+            yield producer, partitions
         finally:
             producer.close(timeout=_TOOL_TIMEOUT)  # bounded, even if the broker went away
 
 
-def _send_all(producer: Any, topic: str, records: Iterable[Record], rate: float | None) -> int:
+def _send_all(
+    producer: Any, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]],
+    rate: float | None,
+) -> int:  # fmt: skip
     failures: list[BaseException] = []
     started, sent = time.monotonic(), 0
-    for key, value in records:
+    for key, value, partition in records:
         time.sleep(_pace_delay(started, sent, rate, time.monotonic()))
-        producer.send(topic, key=key, value=value).add_errback(failures.append)
+        producer.send(topic, key=key, value=value, partition=partition).add_errback(failures.append)
         sent += 1
     producer.flush()
     if failures:

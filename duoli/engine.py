@@ -7,18 +7,22 @@ tested without a broker, and ``duoli rules backtest`` reuses it.
 The analysts' controls (rules, named lists, snoozes) are one immutable object that a
 worker may swap for a newer one between two events; each event is handled with the
 controls it started with. A snoozed hit is listed but neither scores nor alerts.
+
+The models come from ``models.for_time(event time)``: the snapshot of the event's day.
+Every event also yields its training items: what the trainer must know of it (a
+transaction's features, a label, a bill's features, a bill repaid).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from duoli.account import DAY, AccountState, apply_event
 from duoli.delinquency import next_crossing, take_crossings
 from duoli.errors import InvalidEvent
-from duoli.events import Event, FraudLabel, Repayment, Transaction
+from duoli.events import Event, FraudLabel, InstallmentDue, Repayment, Transaction
 from duoli.features import account_features, repayment_features, transaction_features
 from duoli.merchant import MerchantFact
 from duoli.rule_stats import RuleActivity
@@ -30,10 +34,14 @@ from duoli.scoring import (
     score_record,
 )
 from duoli.settings import Settings
+from models.features import FRAUD_FEATURES, PD_FEATURES, fraud_inputs, pack, pd_inputs
+from models.snapshot import FixedModels, ModelSnapshot
 from rules import Evaluation, RuleHit, RuleSet
 from rules.control import Controls
 
-__all__ = ["AccountEngine", "Outcome", "day_of"]
+__all__ = ["AccountEngine", "ModelSource", "Outcome", "day_of"]
+
+DEFAULT_AFTER = 30 * DAY  # a bill still open this long after due (plus grace) defaulted
 
 
 def day_of(at: float) -> int:
@@ -52,13 +60,26 @@ class Outcome:
     next_crossing: float | None = None
     facts: dict[str, Any] | None = None  # what the rules saw (transactions and repayments)
     rule_activity: RuleActivity | None = None  # for the live rule statistics
+    training: list[tuple[str, str, float, Any]] = field(default_factory=list)
+
+
+class ModelSource(Protocol):
+    """Which models score an event: a worker's follower of the models topic, or fixed."""
+
+    def for_time(self, at: float) -> ModelSnapshot: ...
+
+    async def wait_for(self, as_of: float, timeout: float) -> bool: ...
 
 
 class AccountEngine:
     """Applies the rule set and the delinquency policy to one account's events."""
 
-    def __init__(self, settings: Settings, controls: Controls) -> None:
+    def __init__(
+        self, settings: Settings, controls: Controls, models: ModelSource | None = None
+    ) -> None:
         self.controls = controls
+        self.models: ModelSource = models or FixedModels()
+        self.alert_threshold = settings.fraud_alert_threshold
         self.thresholds = settings.dpd_thresholds
         self.grace = settings.overdue_grace_days * DAY
         self.lateness = settings.allowed_lateness_seconds
@@ -95,9 +116,15 @@ class AccountEngine:
         elif isinstance(event, FraudLabel):
             outcome.merchant_facts.extend(_label_fact(state, event))
             outcome.rule_activity = _fraud_credit(state, event)
+            outcome.training.append(("label", event.transaction_id, event.at, event.is_fraud))
+        open_bills = set(state.installments)
         apply_event(state, event)
         if isinstance(event, Transaction) and outcome.rule_activity is not None:
             state.remember_hits(event.event_id, outcome.rule_activity.measured)
+        if isinstance(event, InstallmentDue):
+            outcome.training.append(self._bill(state, event))
+        for repaid in sorted(open_bills - set(state.installments)):
+            outcome.training.append(("repaid", _bill_id(state, repaid), event.at, None))
         outcome.account = self.account_view(state, state.latest_at)
         outcome.next_crossing = next_crossing(state, self.thresholds, self.grace)
         return outcome
@@ -118,7 +145,18 @@ class AccountEngine:
         return next_crossing(state, self.thresholds, self.grace)
 
     def account_view(self, state: AccountState, at: float) -> dict[str, Any]:
-        return account_fields(state, account_features(state, at, self.grace), at)
+        facts = account_features(state, at, self.grace)
+        return account_fields(state, facts, at, self._pd(facts, at))
+
+    def _pd(self, facts: dict[str, Any], at: float) -> float:
+        return self.models.for_time(at).pd.pd(pd_inputs(facts))
+
+    def _bill(self, state: AccountState, event: InstallmentDue) -> tuple[str, str, float, Any]:
+        """A billed installment: the account as it stands, and when it would default."""
+        facts = pd_inputs(account_features(state, event.at, self.grace))
+        defaults_at = event.due_at.timestamp() + self.grace + DEFAULT_AFTER
+        bill_id = _bill_id(state, event.installment_id)
+        return ("bill", bill_id, defaults_at, pack(facts, PD_FEATURES))
 
     def _score(
         self, state: AccountState, event: Transaction, merchant: Any, outcome: Outcome
@@ -127,17 +165,33 @@ class AccountEngine:
         facts = outcome.facts = transaction_features(state, event, merchant, self.grace)
         evaluation = controls.ruleset.evaluate(facts, "transaction", controls.lists, event.at)
         hits, snoozed = _unsnoozed(controls, evaluation.hits, event)
-        score = rules_score(hit for hit in hits if hit.mode == "active" and hit.kind == "fraud")
-        state.last_fraud_score = score
-        versions = {"rules": controls.ruleset.version}
+        by_rules = rules_score(hit for hit in hits if hit.mode == "active" and hit.kind == "fraud")
+        snapshot = self.models.for_time(event.at)
+        inputs = fraud_inputs(facts, by_rules)
+        scored = snapshot.fraud.score(inputs, by_rules)
+        score = state.last_fraud_score = scored.fraud_score
+        model = {
+            "rules_score": by_rules,
+            "model_score": scored.model_score,
+            "anomaly_score": scored.anomaly_score,
+            "pd": snapshot.pd.pd(pd_inputs(facts)),
+            "reasons": list(scored.reasons),
+        }
+        versions = {"rules": controls.ruleset.version, **snapshot.versions()}
         errors = [rule_id for rule_id, _ in evaluation.errors]
         outcome.score = score_record(
-            event, hits, score, versions, snoozed=snoozed, rule_errors=errors
+            event, hits, score, versions, snoozed=snoozed, rule_errors=errors, model=model
         )
-        outcome.alerts = rule_alerts(event, hits, score, _summary(facts))
+        flagged = scored.reasons if self._flags(scored.weight, score) else None
+        outcome.alerts = rule_alerts(event, hits, score, _summary(facts), flagged)
+        outcome.training.append(("tx", event.event_id, event.at, pack(inputs, FRAUD_FEATURES)))
         outcome.rule_activity = _activity(event.at, hits, snoozed, evaluation, transaction=True)
         day = day_of(max(state.latest_at, event.at))
         outcome.merchant_facts.append(MerchantFact(event.merchant_id, day, event.amount))
+
+    def _flags(self, weight: float, score: float) -> bool:
+        """The model alerts by itself once fully trusted (enough frauds learned)."""
+        return weight >= 1.0 and score >= self.alert_threshold
 
     def _check_repayment(self, state: AccountState, event: Repayment, outcome: Outcome) -> None:
         controls = self.controls
@@ -196,6 +250,10 @@ def _fraud_credit(state: AccountState, event: FraudLabel) -> RuleActivity | None
         return None
     rule_ids = state.take_hits(event.transaction_id)
     return RuleActivity(at=state.tx_times[index], frauds=rule_ids) if rule_ids else None
+
+
+def _bill_id(state: AccountState, installment_id: str) -> str:
+    return f"{state.account_id}|{installment_id}"
 
 
 def _label_fact(state: AccountState, event: FraudLabel) -> list[MerchantFact]:

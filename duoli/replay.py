@@ -4,6 +4,10 @@ The file is fed one event-time day at a time. After each day the replay waits un
 workers have committed every event and every merchant fact of it, because scoring on
 day ``d`` reads merchant features of the days before ``d``: with the barrier, each
 replay of the same file produces the same score records, however fast the machine.
+
+Before each day, every partition's clock is moved to its midnight (a tick, as a quiet
+partition gets live), so the trainer can close the day before; the workers wait for that
+day's model version before scoring it (``model_wait_seconds``).
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 from connectors.broker import EmbeddedBroker
-from connectors.kafka_admin import consume_all, produce, wait_until_consumed
+from connectors.kafka_admin import broadcast, consume_all, produce, wait_until_consumed
 from duoli.account import DAY
 from duoli.errors import BrokerError
 from duoli.events import event_time
@@ -28,7 +33,7 @@ from duoli.settings import Settings
 from streams.topics import TopicNames
 from streams.worker import prepare_topics
 
-__all__ = ["ReplaySummary", "day_chunks", "replay"]
+__all__ = ["ReplaySummary", "day_chunks", "feed_by_day", "replay"]
 
 Record = tuple[bytes | None, bytes]
 
@@ -58,8 +63,8 @@ def _key_and_day(line: bytes) -> tuple[bytes | None, int | None]:
         return None, None
 
 
-def day_chunks(lines: Iterable[bytes]) -> Iterator[list[Record]]:
-    """Consecutive lines grouped until the highest day seen moves on."""
+def day_chunks(lines: Iterable[bytes]) -> Iterator[tuple[int | None, list[Record]]]:
+    """Consecutive lines grouped until the highest day seen moves on, with that day."""
     chunk: list[Record] = []
     current: int | None = None
     for raw in lines:
@@ -68,13 +73,13 @@ def day_chunks(lines: Iterable[bytes]) -> Iterator[list[Record]]:
             continue
         key, day = _key_and_day(line)
         if day is not None and current is not None and day > current and chunk:
-            yield chunk
+            yield current, chunk
             chunk = []
         if day is not None:
             current = day if current is None else max(current, day)
         chunk.append((key, line))
     if chunk:
-        yield chunk
+        yield current, chunk
 
 
 def replay(
@@ -87,7 +92,9 @@ def replay(
 ) -> ReplaySummary:
     """Run the file through fresh topics and workers; return the summary."""
     prefix = f"{settings.topic_prefix}-replay-{uuid4().hex[:8]}"
-    run_settings = settings.model_copy(update={"topic_prefix": prefix, "live_clock": False})
+    run_settings = settings.model_copy(
+        update={"topic_prefix": prefix, "live_clock": False, "model_wait_seconds": timeout_per_day}
+    )
     names = TopicNames.of(run_settings)
     with ExitStack() as stack:
         url = settings.kafka_url or stack.enter_context(EmbeddedBroker()).url
@@ -102,12 +109,34 @@ def replay(
         summary = ReplaySummary()
         started = time.monotonic()
         with events_path.open("rb") as lines:
-            for chunk in day_chunks(lines):
-                summary.events += produce(url, names.events, chunk)
-                _barrier(url, prefix, names, timeout_per_day, running)
+            summary.events = feed_by_day(url, run_settings, lines, running, timeout_per_day)
         summary.seconds = round(time.monotonic() - started, 3)
         _collect(url, names, summary, scores_out)
         return summary
+
+
+def feed_by_day(
+    url: str,
+    settings: Settings,
+    lines: Iterable[bytes],
+    workers: list[WorkerProcess],
+    timeout_per_day: float = 120.0,
+) -> int:
+    """Produce the lines a day at a time to running workers, each day behind a barrier;
+    returns how many were produced. The workers need ``live_clock`` off and a
+    ``model_wait_seconds`` for the result to be reproducible."""
+    names = TopicNames.of(settings)
+    barrier = partial(
+        _barrier, url, settings.topic_prefix, timeout=timeout_per_day, workers=workers
+    )
+    produced = 0
+    for day, chunk in day_chunks(lines):
+        if day is not None:  # every partition's clock to the day's midnight
+            broadcast(url, names.clock, json.dumps({"at": day * DAY}).encode())
+            barrier([names.clock])
+        produced += produce(url, names.events, chunk)
+        barrier([names.events, names.merchant_facts])
+    return produced
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:
@@ -117,10 +146,11 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
 
 def _barrier(
-    url: str, group: str, names: TopicNames, timeout: float, workers: list[WorkerProcess]
+    url: str, group: str, topics: list[str], timeout: float, workers: list[WorkerProcess]
 ) -> None:
-    """Every event of the chunk committed, then every merchant fact it caused."""
-    for topic in (names.events, names.merchant_facts):
+    """Every record of the topics committed, one topic after the other (the events, then
+    the merchant facts they caused)."""
+    for topic in topics:
         try:
             wait_until_consumed(url, group, [topic], timeout)
         except BrokerError:
@@ -130,9 +160,10 @@ def _barrier(
 
 
 def _collect(url: str, names: TopicNames, summary: ReplaySummary, scores_out: Path | None) -> None:
-    scores = _unique(consume_all(url, names.scores), "event_id")
-    alerts = _unique(consume_all(url, names.alerts), "alert_id")
-    letters = [json.loads(value) for _, value in consume_all(url, names.dead_letters)]
+    timeout = 10.0 + summary.events / 2000  # reading back is ~10k records/s here; room to spare
+    scores = _unique(consume_all(url, names.scores, timeout), "event_id")
+    alerts = _unique(consume_all(url, names.alerts, timeout), "alert_id")
+    letters = [json.loads(value) for _, value in consume_all(url, names.dead_letters, timeout)]
     summary.scores = len(scores)
     summary.alerts = dict(sorted(Counter(alert["kind"] for alert in alerts).items()))
     summary.dead_letters = dict(sorted(Counter(letter["reason"] for letter in letters).items()))

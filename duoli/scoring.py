@@ -11,7 +11,7 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from hashlib import sha256
 from typing import Any
@@ -35,6 +35,7 @@ __all__ = [
 SEVERITIES = ("low", "medium", "high", "critical")
 SEVERITY_WEIGHT = {"low": 0.1, "medium": 0.3, "high": 0.6, "critical": 0.9}
 ACTIONS = ("allow", "alert", "review", "block")
+MODEL_SEVERITY = "high"  # of a fraud alert the model's score raised
 
 
 def iso(at: float) -> str:
@@ -56,10 +57,6 @@ def strongest_action(hits: Iterable[RuleHit]) -> str:
     return max((hit.action for hit in hits), key=ACTIONS.index, default="allow")
 
 
-def _worst(hits: Sequence[RuleHit]) -> str:
-    return max((hit.severity for hit in hits), key=SEVERITIES.index)
-
-
 def score_record(
     event: Any,
     hits: Sequence[RuleHit],
@@ -68,14 +65,17 @@ def score_record(
     *,
     snoozed: Sequence[RuleHit] = (),
     rule_errors: Sequence[str] = (),
+    model: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One per transaction: what scored it, how risky it is and what to do.
 
     ``hits`` are the hits that count; ``snoozed`` hits and the ids of rules that raised
-    are listed apart, and change neither the score nor the action.
+    are listed apart, and change neither the score nor the action. ``model`` adds the
+    models' figures: rules_score, model_score, anomaly_score, pd and the reason codes.
     """
     active = [hit for hit in hits if hit.mode == "active"]
     return {
+        **(model or {}),
         "event_id": event.event_id,
         "account_id": event.account_id,
         "occurred_at": iso(event.at),
@@ -91,21 +91,36 @@ def score_record(
 
 
 def rule_alerts(
-    event: Any, hits: Sequence[RuleHit], score: float, account: dict[str, Any]
+    event: Any,
+    hits: Sequence[RuleHit],
+    score: float,
+    account: dict[str, Any],
+    flagged: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One alert per alert kind that active rules raised on this event."""
+    """One alert per alert kind that active rules raised on this event.
+
+    ``flagged`` holds the model's reason codes when its score crossed the alert
+    threshold: the event then has a fraud alert even with no fraud rule hit, and the
+    reasons name the features behind the score after the rules'.
+    """
     active = [hit for hit in hits if hit.mode == "active"]
+    kinds = {hit.kind for hit in active} | ({"fraud"} if flagged is not None else set())
     alerts = []
-    for kind in sorted({hit.kind for hit in active}):
+    for kind in sorted(kinds):
         of_kind = [hit for hit in active if hit.kind == kind]
+        reasons = [f"{hit.rule_id}: {hit.description}" for hit in of_kind]
+        severities = [hit.severity for hit in of_kind]
+        if kind == "fraud" and flagged is not None:
+            reasons += [f"model {reason['code']}: {reason['text']}" for reason in flagged]
+            severities.append(MODEL_SEVERITY)
         alerts.append(
             {
                 "alert_id": alert_id(kind, event.event_id),
                 "kind": kind,
-                "severity": _worst(of_kind),
+                "severity": max(severities, key=SEVERITIES.index),
                 "account_id": event.account_id,
                 "event_ids": [event.event_id],
-                "reasons": [f"{hit.rule_id}: {hit.description}" for hit in of_kind],
+                "reasons": reasons,
                 "score": score,
                 "created_at": iso(event.at),
                 "account": account,
@@ -135,7 +150,9 @@ def delinquency_alert(crossing: Crossing, account: dict[str, Any]) -> dict[str, 
     }
 
 
-def account_fields(state: AccountState, facts: dict[str, Any], at: float) -> dict[str, Any]:
+def account_fields(
+    state: AccountState, facts: dict[str, Any], at: float, pd: float = 0.0
+) -> dict[str, Any]:
     """The live state served from ``duoli:account:{id}``."""
     dpd = facts.get("days_past_due", 0)
     status = "fraud_confirmed" if state.confirmed_frauds else "overdue" if dpd else "active"
@@ -145,6 +162,7 @@ def account_fields(state: AccountState, facts: dict[str, Any], at: float) -> dic
         "balance": round(state.balance, 2),
         "utilisation": round(state.balance / state.credit_limit, 4),
         "fraud_score": state.last_fraud_score,
+        "pd": pd,
         "days_past_due": dpd,
         "outstanding_installments": facts.get("outstanding_installments", len(state.installments)),
         "on_time_streak": state.on_time_streak,

@@ -78,8 +78,41 @@ class Settings(BaseSettings):
     label_maturity_days: float = Field(
         7.0,
         gt=0,
-        description="Days after which an unlabelled transaction counts as legitimate in rule "
-        "precision.",
+        description="Days after which an unlabelled transaction counts as legitimate: the "
+        "models learn it so, and rule precision counts it so.",
+    )
+    fraud_alert_threshold: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="fraud_score at which the model raises a fraud alert by itself (once "
+        "trained on enough frauds).",
+    )
+    model_wait_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="How long a worker waits for the model version of an event's day before "
+        "scoring with the newest it has. 0 live; replays wait, to be reproducible.",
+    )
+    pending_limit: int = Field(
+        200_000,
+        ge=1000,
+        description="Most examples the trainer keeps waiting for a label or maturity.",
+    )
+    negative_sample_rate: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Share of matured, unlabelled transactions the fraud models learn (with "
+        "weight 1/rate); labels are always learned.",
+    )
+    promotion_margin: float = Field(
+        0.02,
+        ge=0,
+        description="Average precision by which a challenger must beat the champion.",
+    )
+    promotion_min_labels: int = Field(
+        2000, ge=1, description="Matured labels in the window before a promotion is considered."
     )
     log_level: str = Field("WARNING", description="Log level of workers and tools.")
 

@@ -88,6 +88,7 @@ async def _score_accounts(
     accounts: AccountProcessor, batch: Batch, events: list[Any], clock_topic: str
 ) -> None:
     parsed = [None if e.message.topic == clock_topic else accounts.parse(e.value) for e in events]
+    await accounts.models_ready(parsed)
     await accounts.merchants.prefetch(filter(None, map(accounts.merchant_key, parsed)))
     for event, item in zip(events, parsed, strict=True):
         message = event.message

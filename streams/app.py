@@ -11,16 +11,20 @@ from mode import Service
 from connectors.redis_store import BufferedRedisSink, RedisStore
 from duoli.engine import AccountEngine
 from duoli.settings import Settings
+from models.learners import LearningConfig
+from models.trainer import TrainerConfig
 from rules import load_rules
 from rules.control import Controls
 from streams._faust_compat import cap_fetch_wait, guard_commit_head
 from streams.agents import register_agents
 from streams.control import ControlFollower
+from streams.models import ModelFollower
 from streams.processing import AccountProcessor, MerchantCache, MerchantProcessor
 from streams.progress import Progress
 from streams.tables import define_tables
 from streams.timers import register_gap_watch, register_timers
-from streams.topics import define_topics
+from streams.topics import TopicNames, define_topics
+from streams.training import TrainerService
 
 __all__ = ["build_app", "create_app"]
 
@@ -88,15 +92,17 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     store = RedisStore(settings.redis_url, settings.redis_prefix, settings.alerts_maxlen)
     sink = BufferedRedisSink(store, max_delay=settings.redis_flush_ms / 1000)
     file_rules = load_rules(settings.rules_path)
-    engine = AccountEngine(settings, Controls(file_rules))
+    models = ModelFollower(broker_url, topics.names.models)
+    engine = AccountEngine(settings, Controls(file_rules), models)
     accounts = AccountProcessor(settings, engine, tables, topics, sink, MerchantCache(store))
     merchants = MerchantProcessor(tables, topics, sink)
     progress = Progress(tables.progress)
     redis = RedisLifecycle(store, sink)
     control = ControlFollower(broker_url, topics.names.control, engine, file_rules.rules)
+    trainer = TrainerService(broker_url, topics.names, trainer_config(settings))
 
     async def ready() -> None:
-        await asyncio.gather(redis.ready(), control.ready())
+        await asyncio.gather(redis.ready(), control.ready(), models.ready())
 
     register_agents(app, topics, accounts, merchants, progress, ready)
     register_gap_watch(app, topics, progress)
@@ -104,8 +110,34 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
         register_timers(app, topics, accounts)
     app.service(redis)  # type: ignore[arg-type]  # Faust accepts an instance too
     app.service(control)  # type: ignore[arg-type]
+    app.service(models)  # type: ignore[arg-type]
+    app.service(trainer)  # type: ignore[arg-type]
     _reset_on_rebalance(app, accounts, progress)
+    _elect_trainer(app, topics.names, trainer)
     return app
+
+
+def trainer_config(settings: Settings) -> TrainerConfig:
+    learning = LearningConfig(
+        promotion_margin=settings.promotion_margin,
+        promotion_min_labels=settings.promotion_min_labels,
+    )
+    return TrainerConfig(
+        maturity_days=settings.label_maturity_days,
+        pending_limit=settings.pending_limit,
+        negative_sample_rate=settings.negative_sample_rate,
+        learning=learning,
+    )
+
+
+def _elect_trainer(app: faust.App, names: TopicNames, trainer: TrainerService) -> None:
+    """The worker holding events partition 0 trains; the others only score."""
+
+    async def elect(*args: Any, **kwargs: Any) -> None:
+        assigned = args[1]  # (sender, the new assignment)
+        trainer.set_owner(any(tp.topic == names.events and tp.partition == 0 for tp in assigned))
+
+    app.on_partitions_assigned.connect(elect)
 
 
 def _reset_on_rebalance(app: faust.App, accounts: AccountProcessor, progress: Progress) -> None:

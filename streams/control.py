@@ -11,73 +11,32 @@ and skipped; the running set stays as it was.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-import aiokafka
-from aiokafka import TopicPartition
-from mode import Service
-
 from duoli.errors import DuoliError
 from rules import Rule
 from rules.control import ControlState
+from streams.follower import TopicFollower
 
 __all__ = ["ControlFollower"]
 
 log = logging.getLogger(__name__)
 
-POLL_MS = 200
 
-
-class ControlFollower(Service):
+class ControlFollower(TopicFollower):
     """Keeps ``engine.controls`` equal to the file rules plus the control topic."""
 
     def __init__(
         self, broker_url: str, topic: str, engine: Any, base_rules: Sequence[Rule], **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
-        self.broker_url = broker_url
-        self.partition = TopicPartition(topic, 0)
+        super().__init__(broker_url, topic, **kwargs)
         self.engine = engine
         self.base_rules = tuple(base_rules)
         self.folded = ControlState()
-        self.caught_up = asyncio.Event()
-        self._consumer: aiokafka.AIOKafkaConsumer | None = None
 
-    async def on_start(self) -> None:
-        consumer = aiokafka.AIOKafkaConsumer(
-            bootstrap_servers=self.broker_url, enable_auto_commit=False, group_id=None
-        )
-        await consumer.start()
-        consumer.assign([self.partition])
-        await consumer.seek_to_beginning(self.partition)
-        self._consumer = consumer
-
-    async def on_stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-
-    async def ready(self) -> None:
-        """Wait until the records that existed at start are applied."""
-        await self.caught_up.wait()
-
-    @Service.task
-    async def _follow(self) -> None:
-        while not self.should_stop:
-            consumer = self._consumer
-            if consumer is None:
-                await self.sleep(0.05)
-                continue
-            batches = await consumer.getmany(self.partition, timeout_ms=POLL_MS)
-            records = batches.get(self.partition, [])
-            if records:
-                self._apply(records)
-            if not self.caught_up.is_set() and await self._at_end(consumer):
-                self.caught_up.set()
-
-    def _apply(self, records: Sequence[Any]) -> None:
+    def apply(self, records: Sequence[Any]) -> None:
         for record in records:
             key = record.key.decode() if record.key else ""
             try:
@@ -92,7 +51,3 @@ class ControlFollower(Service):
         previous, self.engine.controls = self.engine.controls, controls
         if controls.ruleset.version != previous.ruleset.version:
             log.info("now scoring with rule set %s", controls.ruleset.version)
-
-    async def _at_end(self, consumer: aiokafka.AIOKafkaConsumer) -> bool:
-        end = consumer.highwater(self.partition)
-        return end is not None and await consumer.position(self.partition) >= end

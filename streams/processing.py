@@ -27,7 +27,9 @@ from duoli.events import Event, Transaction, parse_event
 from duoli.merchant import add_bucket, as_bucket, decode_buckets, encode_buckets, merchant_features
 from duoli.rule_stats import CLOCKS_KEY, clock_fields
 from duoli.rule_stats import record as record_rule_activity
+from duoli.scoring import iso
 from duoli.settings import Settings
+from models.snapshot import version_day
 from streams.tables import Tables
 from streams.topics import Topics
 
@@ -185,6 +187,16 @@ class AccountProcessor:
         self.clocks: dict[int, float] = {}
         self.wall_anchor: dict[int, tuple[float, float]] = {}  # partition -> (wall time, clock)
         self.tallies: dict[tuple[str, int], list[float]] = {}
+        self.training: dict[int, list[list[Any]]] = {}  # per partition, this batch's items
+
+    async def models_ready(self, parsed: Iterable[Event | InvalidEvent | None]) -> None:
+        """Wait (at most ``model_wait_seconds``) for the model version of the latest event."""
+        wait = self.settings.model_wait_seconds
+        times = [item.at for item in parsed if item and not isinstance(item, InvalidEvent)]
+        if wait <= 0 or not times:
+            return
+        if not await self.engine.models.wait_for(version_day(max(times)), wait):
+            log.warning("no model version for %s after %.0f s", iso(max(times)), wait)
 
     def parse(self, raw: bytes) -> Event | InvalidEvent:
         try:
@@ -228,6 +240,20 @@ class AccountProcessor:
     def end_batch(self, batch: Batch) -> None:
         self._send_tallies(batch)
         self._write_clocks(batch)
+        self._send_training(batch)
+
+    def _send_training(self, batch: Batch) -> None:
+        """One record per partition the batch moved: its training items and its clock,
+        which tells the trainer how far in event time this partition has got."""
+        moved = {int(key) for (table, key) in batch.writes if table is self.tables.clocks}
+        for partition in sorted(moved | set(self.training)):
+            record = {
+                "p": partition,
+                "clock": self.clock(partition),
+                "items": self.training.get(partition, []),
+            }
+            batch.send(self.topics.names.training, None, record, 0)
+        self.training.clear()
 
     def _send_tallies(self, batch: Batch) -> None:
         """The batch's merchant facts, summed per merchant and day, in one record per
@@ -258,6 +284,10 @@ class AccountProcessor:
         merchant = self.merchants.get(*merchant_key) if merchant_key else None
         outcome = self.engine.handle(state, event, merchant)
         state.partition, state.last_offset = partition, max(offset, state.last_offset)
+        known_at = max(self.clock(partition), event.at)
+        items = self.training.setdefault(partition, [])
+        for kind, item_id, at, extra in outcome.training:
+            items.append([kind, item_id, at, offset, known_at, extra])
         batch.stage(accounts, event.account_id, state, partition)
         self._emit(batch, event.account_id, outcome, partition)
         self.watch.push(partition, outcome.next_crossing, event.account_id)

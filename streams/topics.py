@@ -21,6 +21,9 @@ class TopicNames:
     dead_letters: str
     control: str  # compacted: the latest pushed rule, list and snooze per key
     audit: str  # every control change, with its author and the previous value
+    training: str  # what workers scored and learned, for the trainer
+    models: str  # compacted: the latest model snapshot and the trainer's status
+    trainer_state: str  # compacted: the trainer's checkpoint
 
     @classmethod
     def of(cls, settings: Settings) -> TopicNames:
@@ -34,6 +37,9 @@ class TopicNames:
             dead_letters=f"{prefix}.dead-letters",
             control=f"{prefix}.control",
             audit=f"{prefix}.audit",
+            training=f"{prefix}.training",
+            models=f"{prefix}.models",
+            trainer_state=f"{prefix}.trainer-state",
         )
 
 
@@ -41,11 +47,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Created up front: Faust creates only its internal topics, and a broker's auto-create
     would pick its own partition count."""
     names = TopicNames.of(settings)
-    singles = {names.control: True, names.audit: False}  # one partition keeps their order
-    data = [TopicSpec(name, settings.partitions) for name in vars(names).values()]
-    return [spec for spec in data if spec.name not in singles] + [
-        TopicSpec(name, 1, compacted=compacted) for name, compacted in singles.items()
+    singles = [  # one partition keeps their order
+        TopicSpec(names.control, 1, compacted=True),
+        TopicSpec(names.audit, 1),
+        TopicSpec(names.training, 1),
+        TopicSpec(names.models, 1, compacted=True, large=True),
+        TopicSpec(names.trainer_state, 1, compacted=True, large=True),
     ]
+    single_names = {spec.name for spec in singles}
+    data = [TopicSpec(name, settings.partitions) for name in vars(names).values()]
+    return [spec for spec in data if spec.name not in single_names] + singles
 
 
 @dataclass(frozen=True)

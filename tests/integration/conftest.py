@@ -16,7 +16,9 @@ import redis
 
 from connectors.broker import EmbeddedBroker
 from connectors.kafka_admin import consume_all, produce, wait_until_consumed
+from duoli.model_cli import read_status
 from duoli.processes import WorkerProcess
+from duoli.replay import feed_by_day
 from duoli.settings import Settings
 from streams.topics import TopicNames
 from streams.worker import prepare_topics
@@ -61,6 +63,14 @@ class Pipeline:
 
     def send(self, events: Iterable[dict[str, Any] | bytes | str]) -> int:
         return produce(self.url, self.names.events, [_record(event) for event in events])
+
+    def feed_by_day(self, events: list[dict[str, Any]], timeout: float = 60.0) -> int:
+        """Produce a day at a time behind barriers, as a replay does (reproducible)."""
+        lines = [json.dumps(event).encode() for event in events]
+        return feed_by_day(self.url, self.settings, lines, self.workers, timeout)
+
+    def model_status(self) -> dict[str, Any] | None:
+        return read_status(self.url, self.names.models)
 
     def wait(self, timeout: float = 60.0) -> None:
         """Until every event so far, and every merchant fact it caused, is committed."""

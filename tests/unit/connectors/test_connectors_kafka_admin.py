@@ -137,8 +137,12 @@ class _Producer:
         self.flushed = False
         self.failing = failing
 
-    def send(self, topic: str, key: bytes | None, value: bytes) -> _Future:
-        self.sent.append((topic, key, value))
+    def send(
+        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> _Future:
+        self.sent.append(
+            (topic, key, value) if partition is None else (topic, key, value, partition)
+        )
         failed = value in self.failing
         return _Future(_kafka_errors().KafkaTimeoutError("expired") if failed else None)
 
@@ -148,21 +152,21 @@ class _Producer:
 
 def test_send_all_counts_and_flushes() -> None:
     producer = _Producer()
-    assert _send_all(producer, "t", [(b"k", b"1"), (None, b"2")], rate=None) == 2
-    assert producer.sent == [("t", b"k", b"1"), ("t", None, b"2")]
+    assert _send_all(producer, "t", [(b"k", b"1", None), (None, b"2", 3)], rate=None) == 2
+    assert producer.sent == [("t", b"k", b"1"), ("t", None, b"2", 3)]
     assert producer.flushed
 
 
 def test_send_all_reports_failed_records() -> None:
     producer = _Producer(failing=frozenset({b"2", b"3"}))
     with pytest.raises(BrokerError, match="2 of 4 records") as info:
-        _send_all(producer, "t", [(None, b"1"), (None, b"2"), (None, b"3"), (None, b"4")], None)
+        _send_all(producer, "t", [(None, value, None) for value in (b"1", b"2", b"3", b"4")], None)
     assert isinstance(info.value.__cause__, _kafka_errors().KafkaTimeoutError)
 
 
 def test_send_all_respects_the_rate() -> None:
     started = time.monotonic()
-    _send_all(_Producer(), "t", [(None, b"x")] * 11, rate=100.0)
+    _send_all(_Producer(), "t", [(None, b"x", None)] * 11, rate=100.0)
     assert time.monotonic() - started >= 0.1
 
 
@@ -178,7 +182,9 @@ def test_unreachable_broker_fails_fast_with_broker_error() -> None:
 
 def test_public_surface() -> None:
     assert set(kafka_admin.__all__) == {
+        "LARGE_RECORD_BYTES",
         "TopicSpec",
+        "broadcast",
         "committed_offsets",
         "consume_all",
         "end_offsets",

@@ -1,0 +1,156 @@
+"""The trainer runs inside one worker: the one that owns partition 0 of the events topic.
+
+Ownership follows Faust's own assignment, so there is always exactly one trainer while
+the group is stable, and it moves with partition 0 when a worker stops or dies. The
+trainer reads the one-partition training topic without a consumer group: where it
+resumes is in its checkpoint, published with every model version, so a new owner goes on
+from the last version exactly as the old one would have. Learning is CPU work; it runs
+in a thread so that the worker's event loop keeps scoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import aiokafka
+import orjson
+from aiokafka import TopicPartition
+from mode import Service
+
+from connectors.kafka_admin import LARGE_RECORD_BYTES
+from models.trainer import Trainer, TrainerConfig
+from streams.models import STATUS_KEY, snapshot_key
+from streams.topics import TopicNames
+
+__all__ = ["CHECKPOINT_KEY", "TrainerService"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_KEY = b"checkpoint"
+MAX_RECORDS = 2000
+Outputs = list[tuple[str, bytes, bytes]]
+
+
+class TrainerService(Service):
+    """Trains while ``wanted``; publishes a snapshot, status and checkpoint per closed day."""
+
+    def __init__(
+        self, broker_url: str, names: TopicNames, config: TrainerConfig, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.broker_url = broker_url
+        self.names = names
+        self.config = config
+        self.wanted = False
+        self.trainer: Trainer | None = None
+        self._input = TopicPartition(names.training, 0)
+        self._consumer: aiokafka.AIOKafkaConsumer | None = None
+        self._producer: aiokafka.AIOKafkaProducer | None = None
+
+    def set_owner(self, owner: bool) -> None:
+        """Called on every rebalance: whether this worker holds events partition 0."""
+        if owner != self.wanted:
+            log.info("trainer %s", "taking over" if owner else "handing over")
+        self.wanted = owner
+        if not owner:
+            self.trainer = None
+
+    async def on_start(self) -> None:
+        self._consumer = _consumer(self.broker_url)
+        self._producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=self.broker_url, max_request_size=LARGE_RECORD_BYTES
+        )
+        await self._consumer.start()
+        await self._producer.start()
+        self._consumer.assign([self._input])
+
+    async def on_stop(self) -> None:
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                await client.stop()
+
+    @Service.task
+    async def _train(self) -> None:
+        while not self.should_stop:
+            if not self.wanted or self._consumer is None:
+                await self.sleep(0.1)
+                continue
+            if self.trainer is None:
+                self.trainer = await self._resume()
+                self._consumer.seek(self._input, self.trainer.next_offset)
+            batches = await self._consumer.getmany(
+                self._input, timeout_ms=200, max_records=MAX_RECORDS
+            )
+            records = batches.get(self._input, [])
+            trainer = self.trainer
+            if records and trainer is not None:
+                outputs = await asyncio.to_thread(self._learn, trainer, records)
+                if self.trainer is trainer:  # not handed over meanwhile
+                    await self._publish(outputs)
+
+    def _learn(self, trainer: Trainer, records: Sequence[Any]) -> Outputs:
+        """Queue the records; for the days that close, the records to publish."""
+        for record in records:
+            try:
+                trainer.consume(orjson.loads(record.value), record.offset)
+            except Exception as error:  # one bad record must not stop the training
+                log.warning("training record at offset %d skipped: %s", record.offset, error)
+                trainer.next_offset = record.offset + 1
+        if not trainer.close_epochs():
+            return []
+        snapshot = trainer.snapshot()
+        log.info("trained through %s: %s", snapshot.as_of, snapshot.versions())
+        return [
+            (self.names.models, snapshot_key(snapshot.as_of), snapshot.to_bytes()),
+            (self.names.models, STATUS_KEY, orjson.dumps(trainer.status())),
+            (self.names.trainer_state, CHECKPOINT_KEY, trainer.checkpoint()),
+        ]
+
+    async def _publish(self, outputs: Outputs) -> None:
+        """Snapshot first, checkpoint last: a crash between them republishes the same day."""
+        assert self._producer is not None
+        for topic, key, value in outputs:
+            await self._producer.send_and_wait(topic, value, key=key, partition=0)
+
+    async def _resume(self) -> Trainer:
+        """The last checkpoint, or a new trainer when there is none."""
+        data = await _last_value(self.broker_url, self.names.trainer_state)
+        if data is None:
+            return Trainer(self.config)
+        trainer = await asyncio.to_thread(Trainer.restore, data)
+        log.info("trainer resumed at offset %d", trainer.next_offset)
+        return trainer
+
+
+def _consumer(url: str) -> aiokafka.AIOKafkaConsumer:
+    return aiokafka.AIOKafkaConsumer(
+        bootstrap_servers=url,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_bytes=LARGE_RECORD_BYTES,
+        max_partition_fetch_bytes=LARGE_RECORD_BYTES,
+    )
+
+
+async def _last_value(url: str, topic: str) -> bytes | None:
+    """The value of the last record of a one-partition topic, or None if it is empty."""
+    consumer = _consumer(url)
+    partition = TopicPartition(topic, 0)
+    await consumer.start()
+    try:
+        consumer.assign([partition])
+        end = (await consumer.end_offsets([partition]))[partition]
+        if end == 0:
+            return None
+        last: bytes | None = None
+        await consumer.seek_to_beginning(partition)
+        while await consumer.position(partition) < end:
+            batches = await consumer.getmany(partition, timeout_ms=500)
+            for record in batches.get(partition, []):
+                last = record.value
+        return last
+    finally:
+        await consumer.stop()

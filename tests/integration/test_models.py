@@ -1,0 +1,143 @@
+"""The online models on the real pipeline: one version for every worker, labels from every
+partition, and models that survive restarts and keep learning."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from duoli.processes import WorkerProcess, wait_for
+from duoli.simulate import SimulationConfig, simulate
+
+pytestmark = pytest.mark.integration
+
+MODELS = {"DUOLI_MODEL_WAIT_SECONDS": "60", "DUOLI_LOG_LEVEL": "INFO"}
+
+
+def _book(days: int = 24) -> list[dict[str, Any]]:
+    return list(simulate(SimulationConfig(seed=11, accounts=120, days=days)))
+
+
+def _labels_known_before(events: list[dict[str, Any]], midnight: str) -> int:
+    return sum(e["type"] == "fraud_label" and e["occurred_at"] < midnight for e in events)
+
+
+def _day_before(day: str) -> str:
+    return (datetime.fromisoformat(day).replace(tzinfo=UTC) - timedelta(days=1)).strftime(
+        "%Y-%m-%d"
+    )
+
+
+def _versions_by_day(scores: list[dict[str, Any]]) -> dict[str, set[str]]:
+    by_day: dict[str, set[str]] = defaultdict(set)
+    for record in scores:
+        by_day[record["occurred_at"][:10]].add(record["model_versions"]["fraud"])
+    return by_day
+
+
+def _status_through(running: Any, day: str) -> dict[str, Any]:
+    """The trainer's status once it has closed ``day`` (it publishes just after)."""
+    found: dict[str, Any] = {}
+
+    def closed() -> bool:
+        found.update(running.model_status() or {})
+        return found.get("trained_through") == day
+
+    assert wait_for(closed, timeout=30), found.get("trained_through")
+    return found
+
+
+def _learned_labels(status: dict[str, Any]) -> int:
+    counters = status["counters"]
+    return counters["fraud_labels"] + counters["legit_labels"]
+
+
+def _trainer(workers: list[WorkerProcess]) -> WorkerProcess:
+    """The worker whose log says it took the trainer over last."""
+    for worker in workers:
+        assert worker.log_path is not None
+        lines = [line for line in worker.log_path.read_text().splitlines() if "trainer " in line]
+        if worker.alive() and lines and "taking over" in lines[-1]:
+            return worker
+    raise AssertionError("no worker runs the trainer")
+
+
+def test_every_worker_scores_a_day_with_the_same_version_trained_on_every_partition(pipeline):
+    events = _book()
+    running = pipeline(workers=2, **MODELS)
+    running.feed_by_day(events)
+
+    by_day = _versions_by_day(running.scores())
+    assert len(by_day) == 24
+    for day, versions in sorted(by_day.items())[1:]:
+        assert versions == {f"fraud-logistic-{_day_before(day)}"}, day
+    status = _status_through(running, max(by_day))
+    midnight = f"{status['trained_through']}T00:00:00Z"
+    assert _learned_labels(status) == _labels_known_before(events, midnight) > 0
+    assert status["fraud"]["labels"] > status["fraud"]["positives"] > 0
+    assert status["pending"]["pending"] > 0
+
+
+def test_the_trainer_moves_with_its_worker_and_goes_on_from_its_checkpoint(pipeline):
+    events = _book()
+    half = next(i for i, e in enumerate(events) if e["occurred_at"] >= "2026-01-13")
+    running = pipeline(workers=2, **MODELS)
+    running.feed_by_day(events[:half])
+    before = _status_through(running, "2026-01-12")
+
+    _trainer(running.workers).kill()  # SIGKILL: no flush, no commit, no last checkpoint
+    running.start_worker()
+    running.feed_by_day(events[half:])
+
+    after = _status_through(running, "2026-01-24")
+    midnight = "2026-01-24T00:00:00Z"
+    assert (
+        _learned_labels(after) == _labels_known_before(events, midnight) > _learned_labels(before)
+    )
+    late = {day: v for day, v in _versions_by_day(running.scores()).items() if day >= "2026-01-13"}
+    assert all(versions == {f"fraud-logistic-{_day_before(day)}"} for day, versions in late.items())
+
+
+def test_after_a_whole_restart_the_models_come_back_and_learning_goes_on(pipeline):
+    events = _book()
+    half = next(i for i, e in enumerate(events) if e["occurred_at"] >= "2026-01-13")
+    running = pipeline(workers=1, **MODELS)
+    running.feed_by_day(events[:half])
+    before = _status_through(running, "2026-01-12")
+    running.stop()  # every worker, as in a redeploy
+    assert not any(worker.alive() for worker in running.workers)
+
+    restarted = running.start_worker()
+    back = "now scoring with models {'fraud': 'fraud-logistic-2026-01-12'"
+    assert wait_for(lambda: back in _log(restarted), timeout=60)  # the version it had
+    running.feed_by_day(events[half:])
+
+    after = _status_through(running, "2026-01-24")
+    assert after["fraud"]["labels"] > before["fraud"]["labels"]
+    assert _learned_labels(after) == _labels_known_before(events, "2026-01-24T00:00:00Z")
+    first_day_after = [r for r in running.scores() if r["occurred_at"].startswith("2026-01-13")]
+    assert {r["model_versions"]["fraud"] for r in first_day_after} == {"fraud-logistic-2026-01-12"}
+
+
+def _log(worker: WorkerProcess) -> str:
+    assert worker.log_path is not None
+    return worker.log_path.read_text()
+
+
+def test_score_records_carry_the_models_figures_and_reasons(pipeline):
+    running = pipeline(workers=1, **MODELS)
+    running.feed_by_day(_book(days=12))
+    records = running.scores()
+    assert records
+    for record in records:
+        assert 0.0 <= record["fraud_score"] <= 1.0 and 0.0 <= record["pd"] <= 1.0
+        assert set(record["model_versions"]) == {"rules", "fraud", "pd"}
+        assert isinstance(record["reasons"], list)
+    explained = [r for r in records if r["reasons"]]
+    assert explained, "no score record explains itself"
+    assert all({"code", "text"} <= set(reason) for r in explained for reason in r["reasons"])
+    json.dumps(records)  # every figure is plain JSON
