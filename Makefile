@@ -34,6 +34,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
+eval: $(STAMP)
+	$(BIN)/duoli eval $(EVAL_ARGS)
+
 schemas: $(STAMP)
 	$(BIN)/python -m duoli.schemas
 

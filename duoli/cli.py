@@ -1,4 +1,4 @@
-"""The ``duoli`` command: broker, worker, simulate, replay and demo."""
+"""The ``duoli`` command: broker, worker, simulate, replay, eval and demo."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import click
 
 from duoli.control_cli import RULE_COMMANDS, lists
 from duoli.errors import DuoliError
+from duoli.model_cli import models
 from duoli.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -51,17 +52,25 @@ def worker() -> None:
 
 
 @cli.command()
+@click.option(
+    "--profile", type=click.Choice(["default", "sparse"]), default="default", show_default=True,
+    help="default: the micro-loan book; sparse: the Fraud Detection Handbook's card stream.",
+)  # fmt: skip
 @click.option("--seed", default=7, show_default=True, help="Random seed: same seed, same book.")
-@click.option("--accounts", default=500, show_default=True)
-@click.option("--days", default=90, show_default=True)
+@click.option("--accounts", type=int, help="Accounts [default: 500; sparse 5000].")
+@click.option("--days", type=int, help="Days [default: 90].")
+@click.option("--merchants", type=int, help="Merchants [default: 200; sparse 2 x accounts].")
 @click.option("--out", type=click.Path(path_type=Path), help="Write JSONL here.")
 @click.option("--rate", type=float, help="Produce to the broker at this many events/s instead.")
-def simulate(seed: int, accounts: int, days: int, out: Path | None, rate: float | None) -> None:
-    """Generate a synthetic micro-loan book."""
-    from duoli.simulate import SimulationConfig, write_jsonl
-    from duoli.simulate import simulate as generate
+def simulate(
+    profile: str, seed: int, accounts: int | None, days: int | None, merchants: int | None,
+    out: Path | None, rate: float | None,
+) -> None:  # fmt: skip
+    """Generate a synthetic micro-loan book, or the sparse card stream."""
+    from duoli.simulate import write_jsonl
+    from duoli.simulate_sparse import simulate_profile
 
-    events = generate(SimulationConfig(seed=seed, accounts=accounts, days=days))
+    events = simulate_profile(profile, seed=seed, accounts=accounts, days=days, merchants=merchants)
     if out is not None:
         click.echo(f"wrote {write_jsonl(events, out)} events to {out}")
         return
@@ -97,6 +106,50 @@ def replay(events: Path, scores_out: Path | None, summary_json: Path | None, wor
     )
     if summary_json is not None:
         summary_json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+@cli.command("eval")
+@click.option(
+    "--profile", type=click.Choice(["default", "sparse"]), default="default", show_default=True,
+    help="Which simulator, and which bars to judge by.",
+)  # fmt: skip
+@click.option("--accounts", type=int, help="Accounts to simulate [default: 1000; sparse 2000].")
+@click.option("--days", type=int, help="Days to simulate [default: 90; sparse 30].")
+@click.option("--merchants", type=int, help="Merchants [default: 200; sparse 2 x accounts].")
+@click.option("--seed", default=7, show_default=True)
+@click.option(
+    "--events", "events_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Evaluate this JSONL history instead of simulating; its labels are the truth.",
+)  # fmt: skip
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path),
+    help="Write the events, the truth and the scores here [default: a temp dir].",
+)  # fmt: skip
+@click.option(
+    "--results-dir", default=Path("bench/results"), show_default=True,
+    type=click.Path(file_okay=False, path_type=Path), help="Where the JSON report goes.",
+)  # fmt: skip
+@click.option("--workers", default=1, show_default=True, help="Worker processes to run.")
+def evaluate(
+    profile: str, accounts: int | None, days: int | None, merchants: int | None, seed: int,
+    events_path: Path | None, out: Path | None, results_dir: Path, workers: int,
+) -> None:  # fmt: skip
+    """Replay a simulated (or given) history and measure the scores against the truth.
+
+    Exits 0 when every bar of the profile passes, 1 otherwise.
+    """
+    from rich.console import Console
+
+    from duoli.evaluation import EvalRequest, render_table, run_eval
+
+    request = EvalRequest(
+        profile=profile, seed=seed, accounts=accounts, days=days, merchants=merchants,
+        events=events_path, out=out, results_dir=results_dir, workers=workers,
+    )  # fmt: skip
+    report, path = run_eval(load_settings(), request, lambda line: click.echo(line, err=True))
+    Console().print(render_table(report))
+    click.echo(f"report: {path}  ({report['timings']['total_seconds']} s)")
+    sys.exit(0 if report["passed"] else 1)
 
 
 @cli.command()
@@ -186,6 +239,7 @@ def _deployed(settings: Settings, active: Path | None) -> tuple[RuleSet, dict[st
 for _command in RULE_COMMANDS:
     rules.add_command(_command)
 cli.add_command(lists)
+cli.add_command(models)
 
 
 def main() -> None:
