@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -61,10 +62,11 @@ def _describe(found: Mapping[str, Any]) -> str:
         f"limit {pending['limit']}, {pending['evicted']} evicted, ~{pending['bytes']:,} bytes",
         f"counters: {found['counters']}",
     ]
-    for promotion in found["promotions"]:
+    for promotion in fraud["promotions"]:
+        day = datetime.fromtimestamp(promotion["at"], UTC).date()
         lines.append(
-            f"promoted {promotion['champion']} over {promotion['previous']} on "
-            f"{promotion['at']} after {promotion['labels']} labels: {promotion['metrics']}"
+            f"promoted {promotion['champion']} over {promotion['previous']} on {day} "
+            f"after {promotion['labels']} labels: {promotion['metrics']}"
         )
     return "\n".join(lines)
 

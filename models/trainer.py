@@ -116,7 +116,6 @@ class Trainer:
         self.queue: list[_Queued] = []
         self.trained_through: float | None = None
         self.next_offset = 0  # of the training topic: where a restart resumes
-        self.promotions: list[dict[str, Any]] = []
 
     def consume(self, record: Mapping[str, Any], offset: int) -> None:
         """Queue one worker record; items of offsets already queued (a redelivery) drop."""
@@ -189,7 +188,6 @@ class Trainer:
                 "queued": len(self.queue),
             },
             "counters": vars(self.counters).copy(),
-            "promotions": list(self.promotions),
         }
 
     def _close(self, boundary: float) -> None:
@@ -201,9 +199,7 @@ class Trainer:
             self._apply(queued.item)
         self._mature(until=boundary)
         self.pending.forget_before(boundary)
-        promotion = self.fraud.promote_if_better(boundary)
-        if promotion is not None:
-            self.promotions.append({**vars(promotion), "at": _date(promotion.at)})
+        self.fraud.promote_if_better(boundary)  # recorded, with its metrics, by the learner
         self.trained_through = boundary
 
     def _apply(self, item: TrainingItem) -> None:

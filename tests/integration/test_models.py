@@ -4,6 +4,9 @@ partition, and models that survive restarts and keep learning."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,6 +83,19 @@ def test_every_worker_scores_a_day_with_the_same_version_trained_on_every_partit
     assert _learned_labels(status) == _labels_known_before(events, midnight) > 0
     assert status["fraud"]["labels"] > status["fraud"]["positives"] > 0
     assert status["pending"]["pending"] > 0
+    shown = _models_status(running)
+    assert f"trained through {max(by_day)}" in shown and "pending store:" in shown
+    assert f"champion {status['fraud']['champion']}" in shown
+
+
+def _models_status(running: Any) -> str:
+    """``duoli models status`` as an operator runs it."""
+    env = {**os.environ, **running.env, "DUOLI_KAFKA_URL": running.url}
+    done = subprocess.run(
+        [sys.executable, "-m", "duoli", "models", "status"], env=env, capture_output=True,
+        text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout
 
 
 def test_the_trainer_moves_with_its_worker_and_goes_on_from_its_checkpoint(pipeline):
