@@ -3,8 +3,9 @@
 Ownership follows Faust's own assignment, so there is always exactly one trainer while
 the group is stable, and it moves with partition 0 when a worker stops or dies. The
 trainer reads the one-partition training topic without a consumer group: where it
-resumes is in its checkpoint, published with every model version, so a new owner goes on
-from the last version exactly as the old one would have. Learning is CPU work; it runs
+resumes is in its checkpoint (at most once a minute, after a closed day), so a new owner
+reads the training records again from there and goes on exactly as the old one would
+have: the trainer is deterministic. Learning is CPU work; it runs
 in a thread so that the worker's event loop keeps scoring.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +32,7 @@ __all__ = ["CHECKPOINT_KEY", "TrainerService"]
 log = logging.getLogger(__name__)
 
 CHECKPOINT_KEY = b"checkpoint"
+CHECKPOINT_SECONDS = 60.0  # a checkpoint pickles the whole pending store: not every day
 MAX_RECORDS = 2000
 Outputs = list[tuple[str, bytes, bytes]]
 
@@ -49,6 +52,7 @@ class TrainerService(Service):
         self._input = TopicPartition(names.training, 0)
         self._consumer: aiokafka.AIOKafkaConsumer | None = None
         self._producer: aiokafka.AIOKafkaProducer | None = None
+        self._checkpointed = -CHECKPOINT_SECONDS
 
     def set_owner(self, owner: bool) -> None:
         """Called on every rebalance: whether this worker holds events partition 0."""
@@ -103,11 +107,14 @@ class TrainerService(Service):
             return []
         snapshot = trainer.snapshot()
         log.info("trained through %s: %s", snapshot.as_of, snapshot.versions())
-        return [
+        outputs = [
             (self.names.models, snapshot_key(snapshot.as_of), snapshot.to_bytes()),
             (self.names.models, STATUS_KEY, orjson.dumps(trainer.status())),
-            (self.names.trainer_state, CHECKPOINT_KEY, trainer.checkpoint()),
         ]
+        if time.monotonic() - self._checkpointed >= CHECKPOINT_SECONDS:
+            outputs.append((self.names.trainer_state, CHECKPOINT_KEY, trainer.checkpoint()))
+            self._checkpointed = time.monotonic()
+        return outputs
 
     async def _publish(self, outputs: Outputs) -> None:
         """Snapshot first, checkpoint last: a crash between them republishes the same day."""
