@@ -19,9 +19,6 @@ last rounding), and later learning does not change it.
   weigh the average of two candidates as a challenger without learning anything twice.
 
 Positives are rare, so a positive label weighs ``positive_weight`` times a negative one.
-That multiplies the odds a model learns by the same factor, so every probability it
-gives is divided back (``unweigh``): the scores stay probabilities of fraud, comparable
-across candidates and over time.
 
 >>> import random
 >>> rng = random.Random(1)
@@ -61,7 +58,6 @@ __all__ = [
     "TreeCandidate",
     "TreePredictor",
     "sigmoid",
-    "unweigh",
 ]
 
 Contributions = list[tuple[str, float]]
@@ -96,13 +92,6 @@ def sigmoid(logit: float) -> float:
     return 1 / (1 + math.exp(-logit))
 
 
-def unweigh(probability: float, positive_weight: float) -> float:
-    """The probability a model learned with positives weighed ``positive_weight`` times,
-    brought back to the real odds (divided by the weight)."""
-    total = probability + positive_weight * (1 - probability)
-    return probability / total if total > 0 else 0.0
-
-
 def top(contributions: Contributions, k: int) -> Contributions:
     """The ``k`` largest contributions, largest first."""
     return sorted(contributions, key=lambda pair: pair[1], reverse=True)[:k]
@@ -112,19 +101,6 @@ def _bin(value: float, low: float, scale: float, bins: int) -> int:
     """Which of ``bins`` equal slices of the bounds holds the value (clamped at both ends)."""
     index = int((value - low) * scale)
     return 0 if index < 0 else bins - 1 if index >= bins else index
-
-
-class Annealed(optim.base.Scheduler):
-    """A learning rate that starts at ``start`` and settles towards ``rate``: after
-    ``steps`` updates it is half-way, so a fresh model learns its first labels fast."""
-
-    def __init__(self, rate: float, start: float, steps: int) -> None:
-        self.rate = rate
-        self.start = start
-        self.steps = steps
-
-    def get(self, t: int) -> float:
-        return self.rate + (self.start - self.rate) * self.steps / (self.steps + t)
 
 
 class LogisticCandidate:
@@ -137,22 +113,20 @@ class LogisticCandidate:
         learning_rate: float = 0.002,
         l2: float = 1e-4,
         positive_weight: float = 20.0,
-        warm_learning_rate: float = 0.05,
-        warm_steps: int = 2_000,
     ) -> None:
         self.features = tuple(features)
         self.bins = bins
         self.learning_rate = learning_rate
         self.l2 = l2
         self.positive_weight = positive_weight
-        self.warm_learning_rate = warm_learning_rate
-        self.warm_steps = warm_steps
         self.scaler = preprocessing.StandardScaler()
-        schedule = Annealed(learning_rate, max(warm_learning_rate, learning_rate), warm_steps)
         self.model = linear_model.LogisticRegression(
-            optimizer=optim.SGD(schedule), l2=l2, intercept_lr=schedule
+            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
         )
         self._slices = tuple(_slices(name, bins) for name in self.features)
+        self._bin_keys = tuple(
+            tuple(_bin_key(name, index) for index in range(bins)) for name in self.features
+        )
 
     def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
         row = {name: x[name] for name in self.features}
@@ -162,8 +136,7 @@ class LogisticCandidate:
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
         row = {name: x[name] for name in self.features}
-        probability = float(self.model.predict_proba_one(self._design(row))[True])
-        return unweigh(probability, self.positive_weight)
+        return float(self.model.predict_proba_one(self._design(row))[True])
 
     def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions:
         return self.frozen().explain(x, k)
@@ -178,7 +151,7 @@ class LogisticCandidate:
             means=tuple(self.scaler.means.get(name, 0.0) for name in self.features),
             stds=tuple(self.scaler.vars.get(name, 0.0) ** 0.5 for name in self.features),
             weights=tuple(weights.get(name, 0.0) for name in self.features),
-            intercept=float(self.model.intercept) - math.log(self.positive_weight),
+            intercept=float(self.model.intercept),
             slices=self._slices,
             bin_weights=tuple(
                 tuple(weights.get(_bin_key(name, b), 0.0) for b in range(self.bins))
@@ -192,8 +165,10 @@ class LogisticCandidate:
         """The scaled inputs, plus a 1 for each input's bin."""
         design = self.scaler.transform_one(row)
         if self.bins:
-            for name, (low, scale) in zip(self.features, self._slices, strict=True):
-                design[_bin_key(name, _bin(row[name], low, scale, self.bins))] = 1.0
+            for name, (low, scale), keys in zip(
+                self.features, self._slices, self._bin_keys, strict=True
+            ):
+                design[keys[_bin(row[name], low, scale, self.bins)]] = 1.0
         return design
 
 
@@ -212,6 +187,7 @@ class LinearPredictor:
     p = sigmoid(b + sum_i w_i (x_i - m_i) / s_i + v_i[bin(x_i)])."""
 
     __slots__ = (
+        "_terms",
         "bin_weights",
         "features",
         "intercept",
@@ -220,6 +196,7 @@ class LinearPredictor:
         "stds",
         "weights",
     )
+    _STATE = ("bin_weights", "features", "intercept", "means", "slices", "stds", "weights")
 
     def __init__(
         self,
@@ -238,29 +215,37 @@ class LinearPredictor:
         self.intercept = intercept
         self.slices = slices
         self.bin_weights = bin_weights
+        self._terms = self._compile()
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(getattr(self, name) for name in self._STATE)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
+        for name, value in zip(self._STATE, state, strict=True):
             setattr(self, name, value)
+        self._terms = self._compile()
+
+    def _compile(self) -> tuple[tuple[str, float, float, float, float, tuple[float, ...]], ...]:
+        """Per input, in one tuple: name, mean, weight / std, and its bins' slice and weights."""
+        slices = self.slices or ((0.0, 0.0),) * len(self.features)
+        levels = self.bin_weights or ((),) * len(self.features)
+        return tuple(
+            (name, mean, weight / std if std else 0.0, low, scale, bins)
+            for name, mean, std, weight, (low, scale), bins in zip(
+                self.features, self.means, self.stds, self.weights, slices, levels, strict=True
+            )
+        )
 
     def contributions(self, x: Mapping[str, float]) -> Contributions:
         """Each input's share of the logit."""
-        parts = [
-            (name, weight * (x[name] - mean) / std if std else 0.0)
-            for name, mean, std, weight in zip(
-                self.features, self.means, self.stds, self.weights, strict=True
-            )
-        ]
-        if self.bin_weights:
-            parts = [
-                (name, part + levels[_bin(x[name], low, scale, len(levels))])
-                for (name, part), (low, scale), levels in zip(
-                    parts, self.slices, self.bin_weights, strict=True
-                )
-            ]
+        parts = []
+        for name, mean, slope, low, scale, levels in self._terms:
+            value = x[name]
+            part = slope * (value - mean)
+            if levels:  # _bin, inlined: this loop is most of a worker's scoring time
+                index = int((value - low) * scale)
+                part += levels[0 if index < 0 else -1 if index >= len(levels) else index]
+            parts.append((name, part))
         return parts
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
@@ -303,14 +288,13 @@ class TreeCandidate:
         self.model.learn_one(self._row(x), bool(y), w=weight)
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
-        probability = float(self.model.predict_proba_one(self._row(x)).get(True, 0.0))
-        return unweigh(probability, self.positive_weight)
+        return self.score(x)[0]
 
     def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions:
         return top(self.score(x)[1], k)
 
     def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
-        return TreePredictor(self.model, self.features, self.positive_weight).score(x)
+        return TreePredictor(self.model, self.features).score(x)
 
     def frozen(self) -> TreePredictor:
         """A copy without the leaves' split statistics: with majority-class leaves they
@@ -320,7 +304,7 @@ class TreeCandidate:
         for leaf in root.iter_leaves() if hasattr(root, "iter_leaves") else [root]:
             if hasattr(leaf, "splitters"):
                 leaf.splitters = {}
-        return TreePredictor(model, self.features, self.positive_weight)
+        return TreePredictor(model, self.features)
 
     def _row(self, x: Mapping[str, float]) -> dict[str, float]:
         return {name: x[name] for name in self.features}
@@ -329,18 +313,17 @@ class TreeCandidate:
 class TreePredictor:
     """A tree that predicts and explains, never learns."""
 
-    __slots__ = ("features", "model", "positive_weight")
+    __slots__ = ("features", "model")
 
-    def __init__(self, model: Any, features: tuple[str, ...], positive_weight: float) -> None:
+    def __init__(self, model: Any, features: tuple[str, ...]) -> None:
         self.model = model
         self.features = features
-        self.positive_weight = positive_weight
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.model, self.features, self.positive_weight)
+        return (self.model, self.features)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.model, self.features, self.positive_weight = state
+        self.model, self.features = state
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
         return self.score(x)[0]
@@ -349,29 +332,25 @@ class TreePredictor:
         return top(self.score(x)[1], k)
 
     def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
-        row = {name: x[name] for name in self.features}
-        probability = float(self.model.predict_proba_one(row).get(True, 0.0))
-        contributions = _path_contributions(self.model, row, self.positive_weight)
-        return unweigh(probability, self.positive_weight), contributions
+        """One walk down the tree: the leaf's positive share (what a majority-class leaf
+        predicts) and the change of that share at each split on the way."""
+        root = getattr(self.model, "_root", None)
+        if root is None:
+            return 0.0, []
+        nodes = list(root.walk(x)) if hasattr(root, "walk") else [root]
+        return _positive_share(nodes[-1].stats) or 0.0, _path_contributions(nodes)
 
 
-def _positive_share(stats: Mapping[Any, float], positive_weight: float) -> float | None:
+def _positive_share(stats: Mapping[Any, float]) -> float | None:
     total = sum(stats.values())
-    return unweigh(stats.get(True, 0.0) / total, positive_weight) if total > 0 else None
+    return stats.get(True, 0.0) / total if total > 0 else None
 
 
-def _path_contributions(
-    model: Any, x: Mapping[str, float], positive_weight: float
-) -> Contributions:
-    """Per feature, the summed change of the positive share at the splits on x's path."""
-    root = getattr(model, "_root", None)
-    if root is None or not hasattr(root, "walk"):
-        return []
+def _path_contributions(nodes: Sequence[Any]) -> Contributions:
+    """Per feature, the summed change of the positive share at the splits on a path."""
     totals: dict[str, float] = {}
-    nodes = list(root.walk(x))
     for parent, child in itertools.pairwise(nodes):
-        before = _positive_share(parent.stats, positive_weight)
-        after = _positive_share(child.stats, positive_weight)
+        before, after = _positive_share(parent.stats), _positive_share(child.stats)
         feature = getattr(parent, "feature", None)
         if before is None or after is None or feature is None:
             continue
@@ -402,12 +381,17 @@ class BlendPredictor:
         return top(self.score(x)[1], k)
 
     def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
-        total, parts = 0.0, dict[str, float]()
         share = 1 / len(self.members)
+        total, parts = 0.0, dict[str, float]()
         for member in self.members:
             probability, contributions = member.score(x)
             total += probability
-            scale = probability * (1 - probability) if isinstance(member, LinearPredictor) else 1
+            scale = share * (
+                probability * (1 - probability) if isinstance(member, LinearPredictor) else 1
+            )
+            if not parts:
+                parts = {name: scale * value for name, value in contributions}
+                continue
             for name, value in contributions:
-                parts[name] = parts.get(name, 0.0) + share * scale * value
+                parts[name] = parts.get(name, 0.0) + scale * value
         return total * share, list(parts.items())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 __all__ = ["REASONS", "Reason", "reason_codes"]
@@ -240,20 +241,23 @@ REASONS: dict[str, Reason] = {
 }
 
 
+_SECOND = itemgetter(1)
+
+
 def reason_codes(
     contributions: Iterable[tuple[str, float]], x: Inputs, k: int = 3
 ) -> tuple[dict[str, Any], ...]:
     """The ``k`` inputs that raised the score most, as reason codes with their sentence."""
     if k <= 0:
         return ()
-    raised = sorted(
-        (pair for pair in contributions if pair[1] > 0), key=lambda pair: pair[1], reverse=True
-    )
+    raised = sorted([pair for pair in contributions if pair[1] > 0], key=_SECOND, reverse=True)
     reasons: list[dict[str, Any]] = []
+    codes: set[str] = set()
     for name, contribution in raised:
         reason = REASONS.get(name)
-        if reason is None or any(r["code"] == reason.code for r in reasons):
+        if reason is None or reason.code in codes:
             continue
+        codes.add(reason.code)
         reasons.append(
             {
                 "code": reason.code,

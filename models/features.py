@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from duoli.errors import DuoliError
@@ -277,7 +276,7 @@ def guard(x: Mapping[str, Any], inputs: Sequence[Input]) -> dict[str, float]:
     """Exactly the model's inputs, each finite and within its bounds: the last line of
     defence before a model, whatever a caller or a transport did to ``x``."""
     clean: dict[str, float] = {}
-    for name, low, high, neutral in _limits(tuple(inputs)):
+    for name, low, high, neutral in _LIMITS.get(id(inputs)) or _limits(inputs):
         value = x.get(name, neutral)
         if value.__class__ is float and low <= value <= high:
             clean[name] = value
@@ -286,9 +285,12 @@ def guard(x: Mapping[str, Any], inputs: Sequence[Input]) -> dict[str, float]:
     return clean
 
 
-@lru_cache(maxsize=8)
-def _limits(inputs: tuple[Input, ...]) -> tuple[tuple[str, float, float, float], ...]:
+def _limits(inputs: Sequence[Input]) -> tuple[tuple[str, float, float, float], ...]:
     return tuple((spec.name, spec.low, spec.high, spec.neutral) for spec in inputs)
+
+
+# The two input sets are module constants: their limits are worked out once.
+_LIMITS = {id(FRAUD_INPUTS): _limits(FRAUD_INPUTS), id(PD_INPUTS): _limits(PD_INPUTS)}
 
 
 def _clip(value: Any, low: float, high: float, neutral: float) -> float:

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from models.candidates import LogisticCandidate, TreeCandidate, sigmoid, unweigh
+from models.candidates import LogisticCandidate, TreeCandidate, sigmoid
 from models.metrics import roc_auc
 
 FEATURES = ("amount", "prior_tx", "new_device")
@@ -98,15 +98,7 @@ def test_tree_learns_a_threshold_and_credits_the_split_feature():
     assert math.isfinite(frozen.score(risky)[0])
 
 
-def test_an_untrained_candidate_says_even_odds_divided_by_the_positive_weight():
+def test_an_untrained_candidate_is_undecided_and_explains_nothing_away():
     x = {"amount": 5.0, "prior_tx": 5.0, "new_device": 0.0}
-    assert LogisticCandidate(FEATURES, positive_weight=20).predict_proba_one(x) == 1 / 21
-    assert LogisticCandidate(FEATURES, positive_weight=1).predict_proba_one(x) == 0.5
+    assert LogisticCandidate(FEATURES).predict_proba_one(x) == 0.5
     assert TreeCandidate(FEATURES).explain(x) == []
-
-
-def test_probabilities_are_brought_back_from_the_weighted_odds():
-    assert unweigh(0.5, 1.0) == 0.5
-    assert unweigh(0.5, 4.0) == pytest.approx(0.2)  # odds 1 -> 1/4
-    assert unweigh(0.8, 4.0) == pytest.approx(0.5)  # odds 4 -> 1
-    assert unweigh(1.0, 20.0) == 1.0 and unweigh(0.0, 20.0) == 0.0

@@ -67,7 +67,7 @@ def examples(maker, n: int, seed: int = 11) -> list[tuple[dict[str, float], bool
     return [maker(rng) for _ in range(n)]
 
 
-FRAUD = examples(fraud_example, 1000)
+FRAUD = examples(fraud_example, 700)
 PD = examples(pd_example, 600)
 
 
@@ -79,7 +79,7 @@ def trained_candidate(candidate):
 
 def trained_detector() -> AnomalyDetector:
     detector = AnomalyDetector(n_trees=5, height=6, window_size=100, reference_size=300)
-    for x, _ in FRAUD[:600]:
+    for x, _ in FRAUD[:400]:
         detector.learn_one(x)
     return detector
 
@@ -262,7 +262,7 @@ def pickled_size(obj: Any) -> int:
 def test_linear_candidates_hold_one_weight_per_input_and_bin_however_long_they_learn(bins):
     model = LogisticCandidate(bins=bins)
     rng = random.Random(5)
-    for _ in range(2000):
+    for _ in range(1000):
         x, y = fraud_example(rng)
         x = {name: rng.uniform(*BOUNDS[name]) for name in x}  # every bin gets visited
         model.learn_one(x, y)
@@ -271,35 +271,35 @@ def test_linear_candidates_hold_one_weight_per_input_and_bin_however_long_they_l
 
 
 def test_windows_keep_at_most_their_maximum():
-    learner = FraudLearner(LearningConfig(window_max=300))
+    learner = FraudLearner(LearningConfig(window_max=200))
     rng = random.Random(6)
     sizes = []
-    for t in range(1200):
+    for t in range(800):
         x, y = fraud_example(rng)
         learner.learn(x, y, at=float(t))
-        if t in (599, 1199):
+        if t in (399, 799):
             sizes.append(pickled_size(learner.windows))
-    assert all(w.labels == 300 for w in learner.windows.values())
+    assert all(w.labels == 200 for w in learner.windows.values())
     assert sizes[1] == sizes[0] < 40_000
     assert pickled_size(learner.scorer("v").predictor) < 8_000
 
 
 def test_the_detector_has_fixed_trees_and_a_fixed_reference():
-    detector = AnomalyDetector(reference_size=500)
+    detector = AnomalyDetector(window_size=100, reference_size=300)
     rng = random.Random(8)
     sizes = []
-    for n in range(1500):
+    for n in range(1000):
         detector.learn_one(fraud_example(rng)[0])
-        if n in (749, 1499):
+        if n in (499, 999):
             sizes.append(pickled_size(detector))
-    assert len(detector._sorted) == 500
+    assert len(detector._sorted) == 300
     assert sizes[1] == sizes[0] < 500_000
 
 
 def test_the_tree_is_bounded_by_its_depth_and_ships_without_its_split_statistics():
     model = TreeCandidate(grace_period=10, max_depth=3)
     rng = random.Random(7)
-    for _ in range(2500):
+    for _ in range(1200):
         x, y = fraud_example(rng)
         model.learn_one(x, y)
     assert model.model.height <= 4

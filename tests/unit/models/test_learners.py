@@ -48,7 +48,7 @@ def test_before_any_label_the_score_is_the_rules_and_the_detector():
 
 def test_during_warm_up_the_model_weighs_its_share_of_the_positives():
     learner = FraudLearner(LearningConfig(warmup_positives=1000))
-    feed(learner, 600)
+    feed(learner, 400)
     assert 0 < learner.weight < 1
     score = learner.scorer("v1").score(transaction(random.Random(2), True), rules_score=0.6)
     w = learner.positives / 1000
@@ -83,7 +83,7 @@ def test_learning_is_prequential_the_window_holds_the_prediction_made_before_lea
 
 def test_a_scorer_is_a_snapshot_later_learning_does_not_reach_it():
     learner = FraudLearner(LearningConfig(warmup_positives=5))
-    feed(learner, 800)
+    feed(learner, 400)
     scorer = learner.scorer("v3")
     x = transaction(random.Random(5), True)
     before = scorer.score(x, 0.0)
@@ -118,7 +118,7 @@ def test_status_is_json_ready_and_names_the_champion():
 
 def test_reasons_name_what_raised_a_fraud_score():
     learner = FraudLearner(LearningConfig(warmup_positives=5))
-    feed(learner, 1500, rate=0.1)
+    feed(learner, 800, rate=0.1)
     big = learner.scorer("v5").score(fraud_inputs({"amount": 5000.0}, 0.0), 0.0)
     assert big.reasons and big.reasons[0]["code"] == "LARGE_AMOUNT"
     assert big.reasons[0]["text"] == "amount is 5,000 yuan"
