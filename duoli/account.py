@@ -70,6 +70,7 @@ class AccountState:
     settled: int = 0  # installments repaid in full, ever
     settled_late: int = 0  # of those, repaid after their due time
     confirmed_frauds: int = 0
+    last_fraud_label_at: float | None = None
     last_fraud_score: float = 0.0
     tx_times: array[float] = field(default_factory=lambda: array("d"))
     tx_amounts: array[float] = field(default_factory=lambda: array("d"))
@@ -176,7 +177,7 @@ class AccountState:
 _SCALARS = (
     "account_id", "credit_limit", "apr", "opened_at", "balance", "latest_at", "partition",
     "last_offset", "tx_count", "log_mean", "log_var", "on_time_streak", "settled",
-    "settled_late", "confirmed_frauds", "last_fraud_score",
+    "settled_late", "confirmed_frauds", "last_fraud_label_at", "last_fraud_score",
 )  # fmt: skip
 _NUMERIC = ("tx_times", "tx_amounts", "tx_kinds", "tx_ids", "seen_ids", "seen_times", "hit_ids")
 _TEXT = ("tx_merchants", "tx_devices", "tx_cities", "hit_rules")
@@ -295,6 +296,7 @@ def _settle(state: AccountState, installment_id: str, at: float) -> None:
 def _label(state: AccountState, event: FraudLabel) -> None:
     if event.is_fraud:
         state.confirmed_frauds += 1
+        state.last_fraud_label_at = max(state.last_fraud_label_at or event.at, event.at)
 
 
 _APPLY: dict[type, Any] = {

@@ -68,6 +68,10 @@ FEATURES: dict[str, str] = {
     "merchant_labelled_30d": "the merchant's transactions labelled in the 30 days before today",
     "merchant_frauds_30d": "of those, confirmed frauds",
     "merchant_fraud_share": "merchant_frauds_30d / merchant_labelled_30d (0 with no labels)",
+    "merchant_frauds_7d": "the merchant's frauds labelled in the 7 days before today",
+    "merchant_frauds_1d": "the merchant's frauds labelled yesterday",
+    "confirmed_frauds": "fraud labels the account has received, ever",
+    "days_since_confirmed_fraud": "days since the account's last fraud label (-1 if none)",
 }
 
 KNOWN_NAMES: frozenset[str] = frozenset(EVENT_FIELDS) | frozenset(FEATURES)

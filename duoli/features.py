@@ -34,6 +34,8 @@ _EMPTY_MERCHANT = {
     "merchant_labelled_30d": 0,
     "merchant_frauds_30d": 0,
     "merchant_fraud_share": 0.0,
+    "merchant_frauds_7d": 0,
+    "merchant_frauds_1d": 0,
 }
 
 
@@ -87,7 +89,13 @@ def account_features(state: AccountState, now: float, grace_seconds: float) -> d
         "settled_installments": state.settled,
         "settled_late": state.settled_late,
         "amount_owed": sum(i.owed for i in state.installments.values()),
+        "confirmed_frauds": state.confirmed_frauds,
+        "days_since_confirmed_fraud": _days_since(state.last_fraud_label_at, now),
     }
+
+
+def _days_since(at: float | None, now: float) -> float:
+    return -1.0 if at is None else max(now - at, 0.0) / DAY
 
 
 def days_past_due(due_at: float, now: float, grace_seconds: float) -> int:

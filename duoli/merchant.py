@@ -13,6 +13,10 @@ replay gives the same figures as live traffic.
 1.0
 >>> merchant_features(buckets, today=101)["merchant_frauds_30d"]
 0
+>>> [merchant_features(buckets, today)["merchant_frauds_1d"] for today in (102, 103)]
+[1, 0]
+>>> [merchant_features(buckets, today)["merchant_frauds_7d"] for today in (108, 109)]
+[1, 0]
 """
 
 from __future__ import annotations
@@ -73,12 +77,16 @@ def merchant_features(buckets: Buckets, today: int) -> dict[str, Any]:
     labels = [b for day, b in buckets.items() if today - LABEL_DAYS <= day < today]
     labelled = int(sum(b[2] for b in labels))
     frauds = int(sum(b[3] for b in labels))
+    week = int(sum(b[3] for b in volume))
+    yesterday = int(buckets.get(today - 1, (0, 0, 0, 0))[3])
     return {
         "merchant_tx_count_7d": int(sum(b[0] for b in volume)),
         "merchant_amount_7d": round(sum(b[1] for b in volume), 2),
         "merchant_labelled_30d": labelled,
         "merchant_frauds_30d": frauds,
         "merchant_fraud_share": frauds / labelled if labelled else 0.0,
+        "merchant_frauds_7d": week,
+        "merchant_frauds_1d": yesterday,
     }
 
 

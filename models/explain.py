@@ -238,6 +238,17 @@ REASONS: dict[str, Reason] = {
             "transactions were fraud"
         ),
     ),
+    "account_frauds": Reason(
+        "ACCOUNT_FRAUDS",
+        lambda x: f"the account has {_count(x, 'account_frauds')} confirmed frauds",
+    ),
+    "days_since_account_fraud": Reason(
+        "RECENT_ACCOUNT_FRAUD",
+        lambda x: (
+            f"the account's last confirmed fraud came {_count(x, 'days_since_account_fraud')} "
+            "days ago"
+        ),
+    ),
 }
 
 

@@ -9,11 +9,10 @@ so the anomaly detector can map every input to [0, 1] from the first event on.
 Optional event fields (device, city) only ever feed inputs that read 0 when the field
 is missing, so a feed without them looks like an account that never changes device.
 
-Merchant risk comes from delayed labels only, as frauds per transaction (labels may come
-for frauds only, so a share of labelled transactions says nothing). Two inputs read
-facts the engine does not compute yet, ``merchant_frauds_7d`` and ``merchant_frauds_1d``
-(frauds labelled in the last 7 days, and yesterday, from the same day buckets as
-``merchant_frauds_30d``): until it does they read 0 and weigh nothing.
+Merchant and account risk come from delayed labels only, as they become known: frauds
+per transaction at the merchant over 30 days, 7 days and yesterday (labels may come for
+frauds only, so a share of labelled transactions says nothing), and the account's own
+fraud labels and how long ago the last one came.
 
 >>> x = fraud_inputs({"amount": 250.0, "amount_ratio": 6.0, "hour_of_day": 3}, rules_score=0.3)
 >>> list(x) == list(FRAUD_FEATURES)
@@ -52,6 +51,7 @@ Facts = Mapping[str, Any]
 DAY_SECONDS = 86_400.0
 GAP_CAP = 30 * DAY_SECONDS  # a first transaction reads as a month-long gap
 MERCHANT_PRIOR_TX_PER_DAY = 1 / 3  # damps the fraud rate of a quiet merchant
+NEVER = math.log1p(365)  # an account without fraud labels reads as one labelled a year ago
 
 
 class ModelError(DuoliError):
@@ -178,6 +178,11 @@ def _merchant_fraud_rate(frauds_key: str, days: int) -> Callable[[Facts], float]
     return rate
 
 
+def _days_since_fraud(facts: Facts) -> float:
+    """log(1 + days) since the account's last fraud label; NaN (read as long ago) if none."""
+    return _log1p(_num(facts, "days_since_confirmed_fraud"))
+
+
 def _late_share(facts: Facts) -> float:
     settled = _num(facts, "settled_installments")
     return _num(facts, "settled_late") / settled if settled > 0 else math.nan
@@ -240,6 +245,8 @@ FRAUD_INPUTS: tuple[Input, ...] = (
     Input("merchant_fraud_share", _plain("merchant_fraud_share"), 0.0, 1.0),
     Input("merchant_fraud_rate_7d", _merchant_fraud_rate("merchant_frauds_7d", 7), 0.0, 7.0),
     Input("merchant_fraud_rate_1d", _merchant_fraud_rate("merchant_frauds_1d", 1), 0.0, 7.0),
+    Input("account_frauds", _count("confirmed_frauds"), 0.0, 4.0),
+    Input("days_since_account_fraud", _days_since_fraud, 0.0, 6.0, neutral=NEVER),
 )
 
 PD_INPUTS: tuple[Input, ...] = (

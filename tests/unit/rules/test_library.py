@@ -77,6 +77,10 @@ NEUTRAL: Facts = {
     "merchant_labelled_30d": 2,
     "merchant_frauds_30d": 0,
     "merchant_fraud_share": 0.0,
+    "merchant_frauds_7d": 0,
+    "merchant_frauds_1d": 0,
+    "confirmed_frauds": 0,
+    "days_since_confirmed_fraud": -1.0,
 }
 """An ordinary borrower buying groceries: no starter rule should fire on it."""
 

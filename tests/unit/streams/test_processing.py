@@ -173,6 +173,8 @@ def test_an_unknown_merchant_has_empty_features(store: FakeStore) -> None:
         "merchant_labelled_30d": 0,
         "merchant_frauds_30d": 0,
         "merchant_fraud_share": 0.0,
+        "merchant_frauds_7d": 0,
+        "merchant_frauds_1d": 0,
     }
 
 
