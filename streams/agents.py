@@ -118,7 +118,7 @@ def register_agents(
 
     async def run(stream: Any, process: Process, sink: Any, untracked: str = "") -> None:
         async for received in batches(stream, BATCH_SIZE, BATCH_LINGER):
-            with progress.refetched_on_failure(received):
+            with progress.working(received):
                 await ready()
                 batch = Batch()
                 await process(batch, _admitted(progress, batch, received, untracked))

@@ -8,6 +8,11 @@ an offset below the next one is a redelivery and is skipped; one above it means 
 lost, so it is skipped too and the partition is fetched again from the next offset. A
 batch that fails, and a partition that stays behind its end offset without moving (its
 last events were lost), are fetched again the same way.
+
+Fetching again must not feed itself: a slow batch is not a stall (a partition counts as
+stalled only once every agent has been idle for ``QUIET_SECONDS``), and a gap still open
+is fetched again after twice the wait of its previous attempt (the events of the last
+seek may still be queued behind a slow batch).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from faust.types import TP
 
 __all__ = ["REFETCH_RETRY", "Progress", "end_offsets", "refetch_gaps"]
 
-REFETCH_RETRY = 1.0  # seconds before a gap is fetched again
+REFETCH_RETRY = 1.0  # seconds before a gap is fetched again the first time
+QUIET_SECONDS = 3.0  # idle time after which a partition behind its end is stalled
+MAX_BACKOFF = 32  # a gap's retry waits at most this many times REFETCH_RETRY
 
 log = logging.getLogger(__name__)
 
@@ -37,22 +44,28 @@ class Progress:
     def __init__(self, table: Any) -> None:
         self.table = table
         self.gaps: dict[tuple[str, int], float] = {}  # -> when it was last fetched again
+        self.attempts: dict[tuple[str, int], int] = {}  # -> times it was fetched again
         self.behind: dict[tuple[str, int], int] = {}  # -> next offset at the last check
+        self.busy = 0  # batches in progress
+        self.idle_since = 0.0
 
     def reset(self) -> None:
         """Partitions may move: forget the gaps of this assignment."""
         self.gaps.clear()
+        self.attempts.clear()
         self.behind.clear()
 
     def check_stalls(self, ends: Mapping[tuple[str, int], int]) -> None:
         """A partition behind its end offset whose next offset did not move since the last
-        check lost its tail (no later event arrives to reveal the hole): fetch it again."""
+        check, while no batch ran, lost its tail (no later event arrives to reveal the
+        hole): fetch it again."""
+        quiet = not self.busy and time.monotonic() - self.idle_since >= QUIET_SECONDS
         behind = {}
         for (topic, partition), end in ends.items():
             expected = self.table.get(_key(topic, partition))
             if expected is not None and expected < end:
                 behind[topic, partition] = expected
-                if self.behind.get((topic, partition)) == expected:
+                if quiet and self.behind.get((topic, partition)) == expected:
                     self.gaps.setdefault((topic, partition), 0.0)
         self.behind = behind
 
@@ -66,29 +79,38 @@ class Progress:
             return False
         batch.stage(self.table, key, offset + 1, partition)
         self.gaps.pop((topic, partition), None)
+        self.attempts.pop((topic, partition), None)
         return True
 
     @contextmanager
-    def refetched_on_failure(self, events: Iterable[Any]) -> Iterator[None]:
-        """A batch that fails before it is stored has its partitions fetched again."""
+    def working(self, events: Iterable[Any]) -> Iterator[None]:
+        """Around a batch: it counts as activity, and if it fails before it is stored its
+        partitions are fetched again."""
+        self.busy += 1
         try:
             yield
         except BaseException:
             for event in events:
                 self.gaps.setdefault((event.message.topic, event.message.partition), 0.0)
             raise
+        finally:
+            self.busy -= 1
+            self.idle_since = time.monotonic()
 
     def refetches(self, retry_after: float) -> list[tuple[str, int, int]]:
         """(topic, partition, offset) to fetch again: new gaps, and gaps still open after
-        ``retry_after`` seconds (the fetch loop may have discarded the first attempt)."""
+        ``retry_after`` seconds, doubled at each attempt (the fetch loop may have discarded
+        the previous one, or its events are still queued)."""
         now = time.monotonic()
         due = []
         for (topic, partition), fetched in list(self.gaps.items()):
             offset = self.table.get(_key(topic, partition))
+            attempts = self.attempts.get((topic, partition), 0)
             if offset is None:  # nothing stored yet: Faust's committed offset holds
                 del self.gaps[topic, partition]
-            elif now - fetched >= retry_after:
+            elif now - fetched >= retry_after * min(2**attempts // 2, MAX_BACKOFF):
                 self.gaps[topic, partition] = now
+                self.attempts[topic, partition] = attempts + 1
                 due.append((topic, partition, offset))
         return due
 

@@ -77,14 +77,14 @@ def test_progress_moves_only_when_the_batch_is_stored() -> None:
 
 def test_a_failed_batch_has_its_partitions_fetched_again() -> None:
     progress = Progress(Table({"t:0": 3, "t:2": 7}))
-    with pytest.raises(RuntimeError), progress.refetched_on_failure([event(3), event(7, 2)]):
+    with pytest.raises(RuntimeError), progress.working([event(3), event(7, 2)]):
         raise RuntimeError("redis went away")
     assert sorted(progress.refetches(retry_after=1.0)) == [("t", 0, 3), ("t", 2, 7)]
 
 
 def test_a_partition_with_nothing_stored_is_left_to_the_committed_offset() -> None:
     progress = Progress(Table())
-    with pytest.raises(RuntimeError), progress.refetched_on_failure([event(0)]):
+    with pytest.raises(RuntimeError), progress.working([event(0)]):
         raise RuntimeError
     assert progress.refetches(retry_after=0.0) == []
     assert progress.gaps == {}
@@ -151,3 +151,46 @@ def test_a_partition_behind_its_end_that_does_not_move_is_fetched_again() -> Non
     assert progress.refetches(retry_after=0.0) == []  # it moved
     progress.check_stalls({("t", 0): 15, ("t", 1): 4})
     assert progress.refetches(retry_after=0.0) == [("t", 0, 12)]  # stuck at 12 of 15
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr("streams.progress.time", fake)
+    return fake
+
+
+def test_a_slow_batch_is_not_a_stall(clock: Clock) -> None:
+    progress = Progress(Table({"t:0": 10}))
+    with progress.working([event(10)]):
+        for _ in range(3):
+            clock.now += 10
+            progress.check_stalls({("t", 0): 15})
+        assert progress.refetches(retry_after=1.0) == []  # busy all along
+    clock.now += 1  # just finished: the next events may still be queued
+    progress.check_stalls({("t", 0): 15})
+    assert progress.refetches(retry_after=1.0) == []
+    clock.now += 3  # quiet long enough, and still at 10 of 15
+    progress.check_stalls({("t", 0): 15})
+    assert progress.refetches(retry_after=1.0) == [("t", 0, 10)]
+
+
+def test_a_gap_that_stays_open_is_fetched_again_ever_less_often(clock: Clock) -> None:
+    progress = Progress(Table({"t:0": 10}))
+    assert not progress.admit(Batch(), "t", 0, 12)
+    fetched_at = []
+    for _ in range(40):
+        if progress.refetches(retry_after=1.0):
+            fetched_at.append(clock.now - 1000)
+        clock.now += 1
+    assert fetched_at == [0, 1, 3, 7, 15, 31]
+    assert progress.admit(Batch(), "t", 0, 10)  # closed: the next gap starts afresh
+    assert progress.attempts == {}
