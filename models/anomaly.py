@@ -49,7 +49,7 @@ class AnomalyDetector:
         features: Sequence[str] = tuple(FRAUD_LIMITS),
         limits: Mapping[str, tuple[float, float]] = FRAUD_LIMITS,
         n_trees: int = 25,
-        height: int = 8,
+        height: int = 7,
         window_size: int = 250,
         reference_size: int = 2_000,
         top_share: float = 0.01,

@@ -61,7 +61,7 @@ until the online logistic regression has learned enough defaults.
 
 from __future__ import annotations
 
-import copy
+import pickle
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -194,6 +194,12 @@ class FraudScorer:
         return self.predictor.score(row)
 
 
+def _copy(obj: Any) -> Any:
+    """A deep copy through pickle: several times faster than ``copy.deepcopy`` for River's
+    trees, and a snapshot is pickled for the workers anyway."""
+    return pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
 class FraudLearner:
     """The champion and its challengers, the anomaly detector, and their prequential record."""
 
@@ -279,7 +285,7 @@ class FraudLearner:
         """An independent, frozen copy for the workers."""
         weight = self.weight
         predictor = self._frozen(self.champion) if self.labels else None
-        detector = copy.deepcopy(self.detector) if weight < 1 else None
+        detector = _copy(self.detector) if weight < 1 else None
         return FraudScorer(version, predictor, detector, weight)
 
     def _frozen(self, name: str) -> Predictor:
