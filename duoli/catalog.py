@@ -70,6 +70,10 @@ FEATURES: dict[str, str] = {
     "merchant_fraud_share": "merchant_frauds_30d / merchant_labelled_30d (0 with no labels)",
     "merchant_frauds_7d": "the merchant's frauds labelled in the 7 days before today",
     "merchant_frauds_1d": "the merchant's frauds labelled yesterday",
+    "merchant_tx_count_1d": "the merchant's transactions, all accounts, yesterday",
+    "merchant_amount_1d": "the merchant's volume in yuan, all accounts, yesterday",
+    "merchant_tx_count_30d": "the merchant's transactions, all accounts, 30 days before today",
+    "merchant_amount_30d": "the merchant's volume in yuan, all accounts, 30 days before today",
     "confirmed_frauds": "fraud labels the account has received, ever",
     "days_since_confirmed_fraud": "days since the account's last fraud label (-1 if none)",
 }

@@ -74,11 +74,11 @@ def add_fact(buckets: Buckets, fact: MerchantFact) -> None:
 def merchant_features(buckets: Buckets, today: int) -> dict[str, Any]:
     """The catalog's merchant features as of the start of ``today``."""
     volume = [b for day, b in buckets.items() if today - VOLUME_DAYS <= day < today]
-    labels = [b for day, b in buckets.items() if today - LABEL_DAYS <= day < today]
-    labelled = int(sum(b[2] for b in labels))
-    frauds = int(sum(b[3] for b in labels))
+    month = [b for day, b in buckets.items() if today - LABEL_DAYS <= day < today]
+    labelled = int(sum(b[2] for b in month))
+    frauds = int(sum(b[3] for b in month))
     week = int(sum(b[3] for b in volume))
-    yesterday = int(buckets.get(today - 1, (0, 0, 0, 0))[3])
+    yesterday = buckets.get(today - 1, (0, 0.0, 0, 0))
     return {
         "merchant_tx_count_7d": int(sum(b[0] for b in volume)),
         "merchant_amount_7d": round(sum(b[1] for b in volume), 2),
@@ -86,7 +86,11 @@ def merchant_features(buckets: Buckets, today: int) -> dict[str, Any]:
         "merchant_frauds_30d": frauds,
         "merchant_fraud_share": frauds / labelled if labelled else 0.0,
         "merchant_frauds_7d": week,
-        "merchant_frauds_1d": yesterday,
+        "merchant_frauds_1d": int(yesterday[3]),
+        "merchant_tx_count_1d": int(yesterday[0]),
+        "merchant_amount_1d": round(yesterday[1], 2),
+        "merchant_tx_count_30d": int(sum(b[0] for b in month)),
+        "merchant_amount_30d": round(sum(b[1] for b in month), 2),
     }
 
 

@@ -238,6 +238,13 @@ REASONS: dict[str, Reason] = {
             "transactions were fraud"
         ),
     ),
+    "merchant_amount_drift": Reason(
+        "MERCHANT_AMOUNTS_UP",
+        lambda x: (
+            "the merchant's average amount yesterday was "
+            f"{_times(x, 'merchant_amount_drift')} its 30-day average"
+        ),
+    ),
     "account_frauds": Reason(
         "ACCOUNT_FRAUDS",
         lambda x: f"the account has {_count(x, 'account_frauds')} confirmed frauds",

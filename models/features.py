@@ -159,6 +159,16 @@ def _amount_vs_merchant(facts: Facts) -> float:
     return _log_ratio(_num(facts, "amount"), _merchant_usual(facts))
 
 
+def _merchant_drift(facts: Facts) -> float:
+    """Yesterday's average amount at the merchant against its 30-day average, log-scaled:
+    a rigged terminal that overcharges moves it before any label comes."""
+    day, month = _num(facts, "merchant_tx_count_1d"), _num(facts, "merchant_tx_count_30d")
+    if not (day > 0 and month > 0):
+        return math.nan
+    usual = _num(facts, "merchant_amount_30d") / month
+    return _log_ratio(_num(facts, "merchant_amount_1d") / day, usual)
+
+
 def _merchant_fraud_rate(frauds_key: str, days: int) -> Callable[[Facts], float]:
     """Frauds per thousand transactions at the merchant, log-scaled: the frauds labelled in
     the last ``days`` against the merchant's volume over as many days (its 7-day volume
@@ -240,6 +250,7 @@ FRAUD_INPUTS: tuple[Input, ...] = (
     Input("hour_cos", _hour(math.cos), -1.0, 1.0),
     *_SHARED,
     Input("merchant_volume", _count("merchant_tx_count_7d"), 0.0, 12.0),
+    Input("merchant_amount_drift", _merchant_drift, -3.0, 3.0),
     Input("merchant_frauds", _count("merchant_frauds_30d"), 0.0, 7.0),
     Input("merchant_fraud_rate", _merchant_fraud_rate("merchant_frauds_30d", 30), 0.0, 7.0),
     Input("merchant_fraud_share", _plain("merchant_fraud_share"), 0.0, 1.0),

@@ -79,6 +79,10 @@ NEUTRAL: Facts = {
     "merchant_fraud_share": 0.0,
     "merchant_frauds_7d": 0,
     "merchant_frauds_1d": 0,
+    "merchant_tx_count_1d": 0,
+    "merchant_amount_1d": 0.0,
+    "merchant_tx_count_30d": 0,
+    "merchant_amount_30d": 0.0,
     "confirmed_frauds": 0,
     "days_since_confirmed_fraud": -1.0,
 }

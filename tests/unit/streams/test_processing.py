@@ -175,6 +175,10 @@ def test_an_unknown_merchant_has_empty_features(store: FakeStore) -> None:
         "merchant_fraud_share": 0.0,
         "merchant_frauds_7d": 0,
         "merchant_frauds_1d": 0,
+        "merchant_tx_count_1d": 0,
+        "merchant_amount_1d": 0.0,
+        "merchant_tx_count_30d": 0,
+        "merchant_amount_30d": 0.0,
     }
 
 
