@@ -65,6 +65,7 @@ def _train(
     items.sort(key=lambda item: item[4])
     trainer = Trainer(TrainerConfig())
     for offset, item in enumerate(items):
+        item[3] = offset  # a partition's sequence numbers rise in the order it sends them
         trainer.consume({"p": 0, "clock": item[4], "items": [item]}, offset)
         trainer.close_epochs()
     return trainer
