@@ -52,6 +52,7 @@ __all__ = [
 
 MATURITY_DAYS: Final = 7.0
 PROGRESS_EVERY: Final = 2048
+MERCHANT_DAYS_HELD: Final = 100_000  # (merchant, day) features kept before starting afresh
 """Lines between two progress calls: often enough for a smooth bar, rare enough to be free."""
 _NOTHING: Final = Evaluation((), ())
 _BEHAVIOUR: Final = ("expression", "severity", "action", "mode", "applies_to", "kind", "version")
@@ -229,6 +230,7 @@ class _Replay:
     first_at: float = math.inf
     last_at: float = -math.inf
     lists: Mapping[str, Membership] = field(default_factory=dict)
+    merchant_days: dict[tuple[str, int], dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # No rules in the engine: it handles state as live, and its outcome carries the
@@ -272,10 +274,18 @@ class _Replay:
             self.labels.append((event.transaction_id, event.is_fraud, event.at))
 
     def _merchant(self, event: Event) -> dict[str, Any] | None:
-        """As live: only the merchant's days before the event's day count."""
+        """As live: only the merchant's days before the event's day count, read once per
+        merchant and day (as a worker's ``MerchantCache`` does)."""
         if not isinstance(event, Transaction):
             return None
-        return merchant_features(self.buckets.get(event.merchant_id, {}), day_of(event.at))
+        key = event.merchant_id, day_of(event.at)
+        features = self.merchant_days.get(key)
+        if features is None:
+            if len(self.merchant_days) >= MERCHANT_DAYS_HELD:
+                self.merchant_days.clear()
+            features = merchant_features(self.buckets.get(key[0], {}), key[1])
+            self.merchant_days[key] = features
+        return features
 
     def _evaluate(self, event: Event, facts: Mapping[str, Any], event_type: str) -> None:
         ordinal = len(self.times)
