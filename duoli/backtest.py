@@ -235,7 +235,7 @@ class _Replay:
     def __post_init__(self) -> None:
         # No rules in the engine: it handles state as live, and its outcome carries the
         # facts, on which the candidates are evaluated here.
-        self.engine = AccountEngine(self.settings, Controls(RuleSet(())))
+        self.engine = AccountEngine(self.settings, Controls(RuleSet(())), rules_only=True)
 
     def run(self, lines: Iterable[bytes], progress: Progress | None) -> None:
         done = 0

@@ -11,6 +11,12 @@ controls it started with. A snoozed hit is listed but neither scores nor alerts.
 The models come from ``models.for_time(event time)``: the snapshot of the event's day.
 Every event also yields its training items: what the trainer must know of it (a
 transaction's features, a label, a bill's features, a bill repaid).
+
+After every event it applies (but the opening of a line, which sets the terms itself) and
+at every days-past-due crossing, the engine asks the credit policy (``duoli.policy``) for
+a decision, in event time; a decision that moves the limit, the APR or the frozen state
+is in ``Outcome.decisions``. Crossings are watched at the alert thresholds and at the
+policy's own days-past-due triggers, so a cut or a freeze does not wait for an event.
 """
 
 from __future__ import annotations
@@ -20,11 +26,20 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from duoli.account import DAY, AccountState, apply_event
-from duoli.delinquency import next_crossing, take_crossings
+from duoli.credit import Signals, credit_decision, policy_hits
+from duoli.delinquency import Crossing, next_crossing, take_crossings
 from duoli.errors import InvalidEvent
-from duoli.events import Event, FraudLabel, InstallmentDue, Repayment, Transaction
+from duoli.events import (
+    CreditLineOpened,
+    Event,
+    FraudLabel,
+    InstallmentDue,
+    Repayment,
+    Transaction,
+)
 from duoli.features import account_features, repayment_features, transaction_features
 from duoli.merchant import MerchantFact
+from duoli.policy import Policy, load_policy
 from duoli.rule_stats import RuleActivity
 from duoli.scoring import (
     account_fields,
@@ -61,6 +76,7 @@ class Outcome:
     facts: dict[str, Any] | None = None  # what the rules saw (transactions and repayments)
     rule_activity: RuleActivity | None = None  # for the live rule statistics
     training: list[tuple[str, str, float, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)  # credit decisions
 
 
 class ModelSource(Protocol):
@@ -75,12 +91,25 @@ class AccountEngine:
     """Applies the rule set and the delinquency policy to one account's events."""
 
     def __init__(
-        self, settings: Settings, controls: Controls, models: ModelSource | None = None
+        self,
+        settings: Settings,
+        controls: Controls,
+        models: ModelSource | None = None,
+        policy: Policy | None = None,
+        rules_only: bool = False,
     ) -> None:
         self.controls = controls
+        # Where only the rules matter (``duoli rules backtest``): no models, no decisions.
+        self.rules_only = rules_only
         self.models: ModelSource = models or FixedModels()
+        self.policy = policy or load_policy(settings.policy_file)
         self.alert_threshold = settings.fraud_alert_threshold
-        self.thresholds = settings.dpd_thresholds
+        self.alert_thresholds = settings.dpd_thresholds
+        # The policy's triggers come after the alert thresholds: an installment remembers
+        # each threshold passed by its position, which must not move for the alert ones.
+        triggers = {self.policy.decrease_days_past_due, self.policy.freeze_days_past_due}
+        extra = tuple(sorted(triggers - set(self.alert_thresholds)))
+        self.thresholds = self.alert_thresholds + extra
         self.grace = settings.overdue_grace_days * DAY
         self.lateness = settings.allowed_lateness_seconds
         self.default_limit = settings.default_credit_limit
@@ -109,10 +138,11 @@ class AccountEngine:
     ) -> Outcome:
         """Score (transactions), alert, then apply the event to the state."""
         outcome = Outcome()
+        hits: list[RuleHit] = []
         if isinstance(event, Transaction):
-            self._score(state, event, merchant, outcome)
+            hits = self._score(state, event, merchant, outcome)
         elif isinstance(event, Repayment):
-            self._check_repayment(state, event, outcome)
+            hits = self._check_repayment(state, event, outcome)
         elif isinstance(event, FraudLabel):
             outcome.merchant_facts.extend(_label_fact(state, event))
             outcome.rule_activity = _fraud_credit(state, event)
@@ -125,20 +155,60 @@ class AccountEngine:
             outcome.training.append(self._bill(state, event))
         for repaid in sorted(open_bills - set(state.installments)):
             outcome.training.append(("repaid", _bill_id(state, repaid), event.at, None))
-        outcome.account = self.account_view(state, state.latest_at)
+        now = state.latest_at
+        facts = account_features(state, now, self.grace)
+        pd = self._pd(facts, now)
+        if not self.rules_only and not isinstance(event, CreditLineOpened):
+            confirmed = isinstance(event, FraudLabel) and event.is_fraud
+            known = (facts, pd) if event.at == now else (None, None)  # usually known
+            signals = self._signals(state, event.at, confirmed, policy_hits(hits), *known)
+            decided = credit_decision(self.policy, state, signals, event.event_id)
+            outcome.decisions.extend([decided] if decided else [])
+        outcome.account = account_fields(state, facts, now, pd)
         outcome.next_crossing = next_crossing(state, self.thresholds, self.grace)
         return outcome
 
     def advance(self, state: AccountState, clock: float) -> Outcome:
-        """Delinquency alerts for every threshold the clock has passed."""
+        """Delinquency alerts and credit decisions for every threshold the clock passed."""
         crossings = take_crossings(state, clock, self.thresholds, self.grace)
         outcome = Outcome(next_crossing=next_crossing(state, self.thresholds, self.grace))
-        if crossings:
-            outcome.alerts = [
-                delinquency_alert(c, self.account_view(state, c.at)) for c in crossings
-            ]
+        for crossing in sorted(crossings, key=lambda c: (c.at, c.installment_id, c.threshold)):
+            if crossing.threshold in self.alert_thresholds:
+                outcome.alerts.append(
+                    delinquency_alert(crossing, self.account_view(state, crossing.at))
+                )
+            decided = None if self.rules_only else self._crossing_decision(state, crossing)
+            outcome.decisions.extend([decided] if decided else [])
+        if crossings:  # the state moved (thresholds passed), even without an alert
             outcome.account = self.account_view(state, max(c.at for c in crossings))
         return outcome
+
+    def _crossing_decision(self, state: AccountState, crossing: Crossing) -> dict[str, Any] | None:
+        """Time alone moved the account; the cause names the bill and the threshold."""
+        signals = self._signals(state, crossing.at, False, ())
+        cause = f"{crossing.event_id}#dpd{crossing.threshold}"
+        return credit_decision(self.policy, state, signals, cause)
+
+    def _signals(
+        self,
+        state: AccountState,
+        at: float,
+        confirmed: bool,
+        hits: tuple[tuple[str, str, str], ...],
+        facts: dict[str, Any] | None = None,
+        pd: float | None = None,
+    ) -> Signals:
+        """What the policy needs at ``at``; ``facts`` and ``pd`` when already known there."""
+        if facts is None:
+            facts = account_features(state, at, self.grace)
+        return Signals(
+            at=at,
+            pd=self._pd(facts, at) if pd is None else pd,
+            days_past_due=facts["days_past_due"],
+            utilisation=facts["utilisation"],
+            confirmed_fraud=confirmed,
+            rule_hits=hits,
+        )
 
     def advance_preview(self, state: AccountState) -> float | None:
         """When this account next crosses a days-past-due threshold."""
@@ -160,12 +230,18 @@ class AccountEngine:
 
     def _score(
         self, state: AccountState, event: Transaction, merchant: Any, outcome: Outcome
-    ) -> None:
+    ) -> list[RuleHit]:
         controls = self.controls  # one read: a swap lands between events, never within
         facts = outcome.facts = transaction_features(state, event, merchant, self.grace)
         evaluation = controls.ruleset.evaluate(facts, "transaction", controls.lists, event.at)
         hits, snoozed = _unsnoozed(controls, evaluation.hits, event)
         by_rules = rules_score(hit for hit in hits if hit.mode == "active" and hit.kind == "fraud")
+        outcome.rule_activity = _activity(event.at, hits, snoozed, evaluation, transaction=True)
+        day = day_of(max(state.latest_at, event.at))
+        outcome.merchant_facts.append(MerchantFact(event.merchant_id, day, event.amount))
+        if self.rules_only:
+            state.last_fraud_score = by_rules
+            return hits
         snapshot = self.models.for_time(event.at)
         inputs = fraud_inputs(facts, by_rules)
         scored = snapshot.fraud.score(inputs, by_rules)
@@ -185,21 +261,22 @@ class AccountEngine:
         flagged = scored.reasons if self._flags(scored.weight, score) else None
         outcome.alerts = rule_alerts(event, hits, score, _summary(facts), flagged)
         outcome.training.append(("tx", event.event_id, event.at, pack(inputs, FRAUD_FEATURES)))
-        outcome.rule_activity = _activity(event.at, hits, snoozed, evaluation, transaction=True)
-        day = day_of(max(state.latest_at, event.at))
-        outcome.merchant_facts.append(MerchantFact(event.merchant_id, day, event.amount))
+        return hits
 
     def _flags(self, weight: float, score: float) -> bool:
         """The model alerts by itself once fully trusted (enough frauds learned)."""
         return weight >= 1.0 and score >= self.alert_threshold
 
-    def _check_repayment(self, state: AccountState, event: Repayment, outcome: Outcome) -> None:
+    def _check_repayment(
+        self, state: AccountState, event: Repayment, outcome: Outcome
+    ) -> list[RuleHit]:
         controls = self.controls
         facts = outcome.facts = repayment_features(state, event, self.grace)
         evaluation = controls.ruleset.evaluate(facts, "repayment", controls.lists, event.at)
         hits, snoozed = _unsnoozed(controls, evaluation.hits, event)
         outcome.alerts = rule_alerts(event, hits, 0.0, _summary(facts))
         outcome.rule_activity = _activity(event.at, hits, snoozed, evaluation, transaction=False)
+        return hits
 
 
 def _unsnoozed(

@@ -137,6 +137,7 @@ class Policy(BaseModel):
     apr_bands: tuple[AprBand, ...] = Field(min_length=1)
     apr_floor: float = Field(ge=0, le=1)
     apr_cap: float = Field(default=0.24, gt=0, le=1)
+    apr_band_margin: float = Field(default=0.0, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -145,10 +146,25 @@ class Policy(BaseModel):
             raise ValueError(problem)
         return self
 
-    def apr_for(self, pd: float) -> float:
-        """The APR of a pd: its band's rate, rounded to 4 decimals, then clamped."""
+    def apr_for(self, pd: float, current: float | None = None) -> float:
+        """The APR of a pd: its band's rate, rounded to 4 decimals, then clamped.
+
+        An account paying a band's rate keeps it while its pd stays within
+        ``apr_band_margin`` of that band, so a pd wavering at an edge does not reprice
+        the account back and forth.
+        """
         rate = next((b.apr for b in self.apr_bands if pd < b.pd_below), self.apr_bands[-1].apr)
+        if current is not None and rate != current and self._near_band_of(current, pd):
+            rate = current
         return min(max(round(rate, 4), self.apr_floor), self.apr_cap)
+
+    def _near_band_of(self, rate: float, pd: float) -> bool:
+        edges = [0.0, *(band.pd_below for band in self.apr_bands)]
+        for index, band in enumerate(self.apr_bands):
+            if band.apr == rate:
+                low, high = edges[index], edges[index + 1]
+                return low - self.apr_band_margin <= pd < high + self.apr_band_margin
+        return False
 
 
 def _inconsistency(policy: Policy) -> str | None:
@@ -447,7 +463,7 @@ def _decision(
 ) -> Decision:
     limit = _new_limit(policy, view.credit_limit, action)
     action, reasons = _limit_outcome(policy, view.credit_limit, limit, action, reasons)
-    apr = policy.apr_for(view.pd)
+    apr = policy.apr_for(view.pd, current=view.apr)
     frozen = action == "freeze" or (view.frozen and action != "unfreeze")
     return Decision(
         action=action,

@@ -155,7 +155,15 @@ def account_fields(
 ) -> dict[str, Any]:
     """The live state served from ``duoli:account:{id}``."""
     dpd = facts.get("days_past_due", 0)
-    status = "fraud_confirmed" if state.confirmed_frauds else "overdue" if dpd else "active"
+    status = (
+        "fraud_confirmed"
+        if state.confirmed_frauds
+        else "frozen"
+        if state.frozen
+        else "overdue"
+        if dpd
+        else "active"
+    )
     return {
         "credit_limit": state.credit_limit,
         "apr": state.apr,
@@ -167,5 +175,6 @@ def account_fields(
         "outstanding_installments": facts.get("outstanding_installments", len(state.installments)),
         "on_time_streak": state.on_time_streak,
         "status": status,
+        "frozen": int(state.frozen),
         "updated_at": iso(at),
     }

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     promotion_min_labels: int = Field(
         2000, ge=1, description="Matured labels in the window before a promotion is considered."
     )
+    policy_file: Path | None = Field(
+        None,
+        description="The credit policy file (YAML). Unset: the packaged "
+        "duoli/policies/default.yaml.",
+    )
     log_level: str = Field("WARNING", description="Log level of workers and tools.")
 
     @field_validator("dpd_thresholds", mode="before")

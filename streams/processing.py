@@ -314,7 +314,7 @@ class AccountProcessor:
         if state is None:
             return
         outcome = self.engine.advance(state, clock)
-        if outcome.alerts:
+        if outcome.account is not None:  # thresholds passed: alerts, decisions or both
             batch.stage(self.tables.accounts, account_id, state, partition)
             self._emit(batch, account_id, outcome, partition)
         self.watch.push(partition, outcome.next_crossing, account_id)
@@ -326,6 +326,8 @@ class AccountProcessor:
         for alert in outcome.alerts:
             batch.send(self.topics.names.alerts, key, alert, partition)
             self.sink.put_alert(alert)
+        for decision in outcome.decisions:
+            batch.send(self.topics.names.decisions, key, decision, partition)
         for fact in outcome.merchant_facts:
             tally = self.tallies.setdefault((fact.merchant_id, fact.day), [0, 0.0, 0, 0])
             for index, value in enumerate(as_bucket(fact)):

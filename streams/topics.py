@@ -24,6 +24,8 @@ class TopicNames:
     training: str  # what workers scored and learned, for the trainer
     models: str  # compacted: the latest model snapshot and the trainer's status
     trainer_state: str  # compacted: the trainer's checkpoint
+    decisions: str  # credit decisions for the limit-adjustment service, keyed by account
+    ledger: str  # the hash chain of every decision and alert; never compacted
 
     @classmethod
     def of(cls, settings: Settings) -> TopicNames:
@@ -40,6 +42,8 @@ class TopicNames:
             training=f"{prefix}.training",
             models=f"{prefix}.models",
             trainer_state=f"{prefix}.trainer-state",
+            decisions=f"{prefix}.decisions",
+            ledger=f"{prefix}.ledger",
         )
 
 
@@ -53,6 +57,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(names.training, 1),
         TopicSpec(names.models, 1, compacted=True, large=True),
         TopicSpec(names.trainer_state, 1, compacted=True, large=True),
+        TopicSpec(names.ledger, 1),
     ]
     single_names = {spec.name for spec in singles}
     data = [TopicSpec(name, settings.partitions) for name in vars(names).values()]

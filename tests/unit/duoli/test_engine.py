@@ -473,7 +473,10 @@ def test_a_never_opened_account_gets_the_default_terms(
     state = engine.new_state("ghost")
     outcome = engine.handle(state, parsed("transaction", account_id="ghost", amount=500.0))
     assert outcome.account is not None
-    assert (outcome.account["credit_limit"], outcome.account["apr"]) == (2000.0, 0.21)
+    (decision,) = outcome.decisions  # the policy starts from the default terms
+    assert (decision["old_limit"], decision["old_apr"]) == (2000.0, 0.21)
+    assert outcome.account["credit_limit"] == 2000.0
+    assert outcome.account["apr"] == decision["new_apr"] != 0.21  # the pd band's rate
     assert outcome.account["utilisation"] == 0.25
     assert outcome.alerts[0]["account"]["credit_limit"] == 2000.0
     assert outcome.score is not None and outcome.score["account_id"] == "ghost"
@@ -779,7 +782,7 @@ def drive(engine: AccountEngine, events: list[dict[str, Any]], restart: bool) ->
         records.append(_as_json(outcome))
         for account_id in sorted(states):
             advanced = engine.advance(states[account_id], clock)
-            if advanced.alerts and restart:
+            if advanced.account is not None and restart:  # thresholds passed: state moved
                 states[account_id] = reborn(states[account_id])
             records.append(_as_json(advanced))
     return records
@@ -799,6 +802,7 @@ def _as_json(outcome: Outcome) -> str:
             "account": outcome.account,
             "next": outcome.next_crossing,
             "rules": dataclasses.asdict(outcome.rule_activity) if outcome.rule_activity else None,
+            "decisions": outcome.decisions,
         },
         sort_keys=True,
     )
@@ -821,6 +825,8 @@ def test_the_same_events_give_the_same_outcomes_in_fresh_engines(
         1 for e in book if e["type"] == "transaction"
     )
     assert {a["kind"] for o in outputs for a in o["alerts"]} == {"fraud", "delinquency"}
+    actions = {d["action"] for o in outputs for d in o["decisions"]}
+    assert {"freeze", "decrease"} <= actions  # the book's delinquents and frauds
 
 
 def test_a_restart_from_the_changelog_changes_no_outcome(book: list[dict[str, Any]]) -> None:
@@ -828,3 +834,90 @@ def test_a_restart_from_the_changelog_changes_no_outcome(book: list[dict[str, An
     assert drive(AccountEngine(Settings(), Controls(library)), book, restart=True) == drive(
         AccountEngine(Settings(), Controls(library)), book, restart=False
     )
+
+
+# Credit decisions ---------------------------------------------------------------------------
+
+
+def test_a_confirmed_fraud_label_freezes_the_account_on_that_event(
+    engine: AccountEngine, parsed: Parsed
+) -> None:
+    state = engine.new_state("acc-1")
+    run(engine, state, parsed("credit_line_opened", credit_limit=8000.0, apr=0.2))
+    spend = parsed("transaction", amount=100.0, minutes=1)
+    run(engine, state, spend)
+    label = parsed("fraud_label", transaction_id=spend.event_id, is_fraud=True, days=3)
+    (decision,) = engine.handle(state, label).decisions
+    assert decision["action"] == "freeze" and decision["event_id"] == label.event_id
+    assert "CONFIRMED_FRAUD" in decision["reasons"] and decision["new_limit"] == 8000.0
+    assert state.frozen and state.frozen_at == label.at
+
+
+def test_a_legitimate_label_freezes_nothing(engine: AccountEngine, parsed: Parsed) -> None:
+    state = engine.new_state("acc-1")
+    spend = parsed("transaction", amount=100.0)
+    run(engine, state, spend)
+    label = parsed("fraud_label", transaction_id=spend.event_id, is_fraud=False, days=3)
+    assert engine.handle(state, label).decisions == [] and not state.frozen
+
+
+def test_a_blocking_rule_freezes_but_a_shadow_one_does_not(
+    engine: AccountEngine, parsed: Parsed
+) -> None:
+    state = engine.new_state("acc-1")
+    shadowed = engine.handle(state, parsed("transaction", amount=600.0))  # shadow rule blocks
+    assert all(d["action"] != "freeze" for d in shadowed.decisions) and not state.frozen
+    cash = engine.handle(state, parsed("transaction", amount=50.0, kind="cash_withdrawal"))
+    assert [d["reasons"][0] for d in cash.decisions] == ["RULE_BLOCK"] and state.frozen
+
+
+def test_an_unpaid_bill_is_cut_at_the_policys_threshold_then_frozen_without_new_events(
+    engine: AccountEngine, parsed: Parsed
+) -> None:
+    state = billed(engine, parsed)
+    engine.advance(state, DUE_AT + 14 * DAY)
+    cut = engine.advance(state, DUE_AT + 15 * DAY)  # the default policy cuts at 15 days
+    assert cut.alerts == []  # 15 is not an alert threshold
+    assert [(d["action"], d["effective_at"]) for d in cut.decisions] == [
+        ("decrease", "2026-04-16T00:00:00Z")
+    ]
+    assert cut.decisions[0]["event_id"].endswith("#dpd15") and cut.account is not None
+    frozen = engine.advance(state, DUE_AT + 31 * DAY)
+    assert [d["action"] for d in frozen.decisions] == ["freeze"]
+    assert [a["kind"] for a in frozen.alerts] == ["delinquency"]
+    assert frozen.account is not None and frozen.account["status"] == "frozen"
+
+
+def test_the_same_event_decides_the_same_in_a_fresh_engine(
+    ruleset: rules.RuleSet, parsed: Parsed
+) -> None:
+    event = parsed("transaction", amount=50.0, kind="cash_withdrawal")
+    first = AccountEngine(Settings(), Controls(ruleset))
+    second = AccountEngine(Settings(), Controls(ruleset))
+    decided = [e.handle(e.new_state("acc-1"), event).decisions for e in (first, second)]
+    assert decided[0] == decided[1] != []
+
+
+def test_the_policy_file_comes_from_the_settings(
+    tmp_path: Any, ruleset: rules.RuleSet, parsed: Parsed
+) -> None:
+    from importlib import resources
+
+    text = resources.files("duoli").joinpath("policies/default.yaml").read_text("utf-8")
+    path = tmp_path / "policy.yaml"
+    path.write_text(text.replace('version: "2026-11-29.1"', 'version: "mine"'))
+    engine = AccountEngine(Settings(policy_file=path), Controls(ruleset))
+    outcome = engine.handle(engine.new_state("acc-1"), parsed("transaction", amount=50.0))
+    assert engine.policy.version == "mine"
+    assert [d["policy_version"] for d in outcome.decisions] == ["mine"]
+
+
+def test_a_rules_only_engine_neither_scores_with_models_nor_decides(
+    ruleset: rules.RuleSet, parsed: Parsed
+) -> None:
+    engine = AccountEngine(Settings(), Controls(ruleset), rules_only=True)
+    state = engine.new_state("acc-1")
+    outcome = engine.handle(state, parsed("transaction", amount=50.0, kind="cash_withdrawal"))
+    assert outcome.decisions == [] and not state.frozen
+    assert outcome.score is None and outcome.training == []
+    assert outcome.facts is not None and outcome.merchant_facts

@@ -193,6 +193,14 @@ def test_rising_pd_moves_the_apr_up_its_bands_but_never_past_the_cap(make_view, 
     assert capped == [0.09, 0.12, 0.16, 0.18, 0.18, 0.18, 0.18]
 
 
+def test_a_pd_wavering_at_a_band_edge_does_not_reprice_back_and_forth(make_view):
+    pds = [0.045, 0.055, 0.045, 0.065, 0.045, 0.035, 0.045]  # the 0.12/0.16 edge is 0.05
+    steps = [{"pd": pd} for pd in pds[1:]]
+    rates = [d.new_apr for _, d in run(DEFAULT, make_view(pd=pds[0]), steps)]
+    assert DEFAULT.apr_band_margin == 0.01
+    assert rates == [0.12, 0.12, 0.12, 0.16, 0.16, 0.12, 0.12]
+
+
 def test_an_apr_already_above_the_cap_is_brought_down_to_it(make_view):
     decision = decide(DEFAULT, make_view(apr=0.36, pd=0.5))
     assert decision.new_apr == 0.24 and "APR_CAPPED" in decision.reasons and decision.changed
