@@ -39,6 +39,7 @@ __all__ = [
     "consume_all",
     "end_offsets",
     "ensure_topics",
+    "follow",
     "ping",
     "produce",
     "wait_until_consumed",
@@ -377,6 +378,23 @@ def consume_all(url: str, topic: str, timeout: float = 10.0) -> list[Record]:
         ends = _high_watermarks(consumer, tps, timeout)
         consumer.seek_to_beginning(*tps)
         return _read_until(consumer, ends, time.monotonic() + timeout)
+
+
+def follow(url: str, topic: str, from_beginning: bool = False) -> Iterator[Record]:
+    """Every new record of the topic as it arrives (all of them with ``from_beginning``),
+    partition by partition in offset order; runs until the caller stops iterating."""
+    with _translate_errors(f"cannot follow {topic!r}"), _consumer(url, _TOOL_TIMEOUT) as consumer:
+        tps = _consumer_partitions(consumer, [topic])
+        if not from_beginning:
+            ends = _high_watermarks(consumer, tps, _TOOL_TIMEOUT)
+            for tp in tps:
+                consumer.seek(tp, ends[(tp.topic, tp.partition)])
+        else:
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+        while True:
+            for _, batch in sorted(consumer.poll(timeout_ms=200).items()):
+                yield from ((record.key, record.value) for record in batch)
 
 
 def _read_until(consumer: Any, ends: Offsets, deadline: float) -> list[Record]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from duoli.control_cli import RULE_COMMANDS, lists
+from duoli.credit_cli import decisions, ledger
 from duoli.errors import DuoliError
 from duoli.model_cli import models
 from duoli.settings import Settings, load_settings
@@ -92,17 +93,25 @@ def simulate(
 @click.option(
     "--scores-out", type=click.Path(path_type=Path), help="Write every score record as JSONL."
 )
+@click.option(
+    "--decisions-out", type=click.Path(path_type=Path),
+    help="Write every credit decision as JSONL.",
+)  # fmt: skip
 @click.option("--summary-json", type=click.Path(path_type=Path), help="Write the summary as JSON.")
 @click.option("--workers", default=1, show_default=True, help="Worker processes to run.")
-def replay(events: Path, scores_out: Path | None, summary_json: Path | None, workers: int) -> None:
+def replay(
+    events: Path, scores_out: Path | None, decisions_out: Path | None, summary_json: Path | None,
+    workers: int,
+) -> None:  # fmt: skip
     """Run EVENTS (JSONL) through the stream processors and summarise."""
     from duoli.replay import replay as run
 
-    summary = run(load_settings(), events, scores_out, workers)
+    summary = run(load_settings(), events, scores_out, workers, decisions_out=decisions_out)
     report = summary.to_json()
     click.echo(
         f"events {summary.events}  scored {summary.scores}  alerts {report['alerts']}  "
-        f"dead letters {report['dead_letters']}  {report['events_per_second']} events/s"
+        f"decisions {summary.decisions}  dead letters {report['dead_letters']}  "
+        f"{report['events_per_second']} events/s"
     )
     if summary_json is not None:
         summary_json.write_text(json.dumps(report, indent=2) + "\n")
@@ -113,7 +122,7 @@ def replay(events: Path, scores_out: Path | None, summary_json: Path | None, wor
     "--profile", type=click.Choice(["default", "sparse"]), default="default", show_default=True,
     help="Which simulator, and which bars to judge by.",
 )  # fmt: skip
-@click.option("--accounts", type=int, help="Accounts to simulate [default: 1000; sparse 2000].")
+@click.option("--accounts", type=int, help="Accounts to simulate [default: 1000; sparse 5000].")
 @click.option("--days", type=int, help="Days to simulate [default: 90; sparse 30].")
 @click.option("--merchants", type=int, help="Merchants [default: 200; sparse 2 x accounts].")
 @click.option("--seed", default=7, show_default=True)
@@ -240,6 +249,8 @@ for _command in RULE_COMMANDS:
     rules.add_command(_command)
 cli.add_command(lists)
 cli.add_command(models)
+cli.add_command(decisions)
+cli.add_command(ledger)
 
 
 def main() -> None:

@@ -43,6 +43,7 @@ class ReplaySummary:
     events: int = 0
     scores: int = 0
     alerts: dict[str, int] = field(default_factory=dict)
+    decisions: int = 0
     dead_letters: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -89,6 +90,7 @@ def replay(
     workers: int = 1,
     log_dir: Path | None = None,
     timeout_per_day: float = 120.0,
+    decisions_out: Path | None = None,
 ) -> ReplaySummary:
     """Run the file through fresh topics and workers; return the summary."""
     prefix = f"{settings.topic_prefix}-replay-{uuid4().hex[:8]}"
@@ -112,6 +114,7 @@ def replay(
             summary.events = feed_by_day(url, run_settings, lines, running, timeout_per_day)
         summary.seconds = round(time.monotonic() - started, 3)
         _collect(url, names, summary, scores_out)
+        _collect_decisions(url, names, summary, decisions_out)
         return summary
 
 
@@ -170,6 +173,20 @@ def _collect(url: str, names: TopicNames, summary: ReplaySummary, scores_out: Pa
     if scores_out is not None:
         ordered = sorted(scores, key=lambda record: (record["occurred_at"], record["event_id"]))
         scores_out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
+
+
+def _collect_decisions(
+    url: str, names: TopicNames, summary: ReplaySummary, decisions_out: Path | None
+) -> None:
+    """Every decision once, in event time, then account and id: a stable order, so two
+    replays of one file write the same bytes."""
+    timeout = 10.0 + summary.events / 2000
+    decisions = _unique(consume_all(url, names.decisions, timeout), "decision_id")
+    summary.decisions = len(decisions)
+    if decisions_out is not None:
+        key = ("effective_at", "account_id", "decision_id")
+        ordered = sorted(decisions, key=lambda record: tuple(record[name] for name in key))
+        decisions_out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
 
 
 def _unique(records: list[Record], id_field: str) -> list[dict[str, Any]]:

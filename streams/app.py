@@ -18,6 +18,7 @@ from rules.control import Controls
 from streams._faust_compat import cap_fetch_wait, guard_commit_head
 from streams.agents import register_agents
 from streams.control import ControlFollower
+from streams.ledger import LedgerService
 from streams.models import ModelFollower
 from streams.processing import AccountProcessor, MerchantCache, MerchantProcessor
 from streams.progress import Progress
@@ -100,6 +101,7 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     redis = RedisLifecycle(store, sink)
     control = ControlFollower(broker_url, topics.names.control, engine, file_rules.rules)
     trainer = TrainerService(broker_url, topics.names, trainer_config(settings))
+    ledger = LedgerService(broker_url, topics.names, settings.partitions)
 
     async def ready() -> None:
         await asyncio.gather(redis.ready(), control.ready(), models.ready())
@@ -112,8 +114,9 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     app.service(control)  # type: ignore[arg-type]
     app.service(models)  # type: ignore[arg-type]
     app.service(trainer)  # type: ignore[arg-type]
+    app.service(ledger)  # type: ignore[arg-type]
     _reset_on_rebalance(app, accounts, progress)
-    _elect_trainer(app, topics.names, trainer)
+    _elect_single_writers(app, topics.names, trainer, ledger)
     return app
 
 
@@ -130,12 +133,17 @@ def trainer_config(settings: Settings) -> TrainerConfig:
     )
 
 
-def _elect_trainer(app: faust.App, names: TopicNames, trainer: TrainerService) -> None:
-    """The worker holding events partition 0 trains; the others only score."""
+def _elect_single_writers(
+    app: faust.App, names: TopicNames, trainer: TrainerService, ledger: LedgerService
+) -> None:
+    """The worker holding events partition 0 trains and writes the ledger; the others
+    only score."""
 
     async def elect(*args: Any, **kwargs: Any) -> None:
         assigned = args[1]  # (sender, the new assignment)
-        trainer.set_owner(any(tp.topic == names.events and tp.partition == 0 for tp in assigned))
+        owner = any(tp.topic == names.events and tp.partition == 0 for tp in assigned)
+        trainer.set_owner(owner)
+        ledger.set_owner(owner)
 
     app.on_partitions_assigned.connect(elect)
 

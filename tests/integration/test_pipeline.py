@@ -77,7 +77,13 @@ def test_transactions_are_scored_and_alerts_and_state_reach_redis(
 
     state = redis_client.hgetall(f"{running.prefix}:account:acc-1")
     assert float(state["credit_limit"]) == 8000 and float(state["balance"]) == 904.5
-    assert state["status"] == "active" and state["updated_at"].startswith("2026-03-02T09:05")
+    assert state["updated_at"].startswith("2026-03-02T09:05")
+    # the card-testing rule blocks: the credit policy freezes the line on that transaction
+    assert state["status"] == "frozen" and state["frozen"] == "1"
+    freeze = [d for d in running.read(running.names.decisions) if d["action"] == "freeze"]
+    assert [(d["event_id"], d["reasons"][0]) for d in freeze] == [
+        (transaction_ids[-1], "RULE_BLOCK")
+    ]
 
 
 def test_every_class_of_bad_input_is_dead_lettered_and_neighbours_still_processed(
@@ -237,3 +243,22 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(pipeline, 
         same_models = [r for r in copies if r["model_versions"] == copies[0]["model_versions"]]
         assert all(r == copies[0] for r in same_models)
         assert all(r["rules_hit"] == copies[0]["rules_hit"] for r in copies)
+    assert_decisions_and_ledger_once(running)
+
+
+def assert_decisions_and_ledger_once(running) -> None:
+    """Credit decisions follow the alerts' path: one decision id per cause, however often
+    the topic repeats it, and the ledger writer (restarted with partition 0) chains each
+    decision and alert exactly once, in one unbroken chain."""
+    from duoli.ledger import verify
+
+    decisions = running.read(running.names.decisions)
+    ids = {d["decision_id"] for d in decisions}
+    assert ids and len({(d["account_id"], d["event_id"]) for d in decisions}) == len(ids)
+    expected = len(ids) + len({a["alert_id"] for a in running.alerts()})
+    assert wait_for(lambda: len(running.read(running.names.ledger)) >= expected, timeout=30)
+    time.sleep(0.5)  # a repeat would be chained right after
+    entries = running.read(running.names.ledger)
+    assert verify(entries).ok
+    chained = [e["payload"].get("decision_id") or e["payload"]["alert_id"] for e in entries]
+    assert len(chained) == len(set(chained)) == expected
