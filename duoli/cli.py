@@ -53,6 +53,16 @@ def worker() -> None:
 
 
 @cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, type=int, show_default=True)
+def api(host: str, port: int) -> None:
+    """The HTTP API: alerts and their life cycle, accounts, rules (token roles)."""
+    from duoli.api import serve
+
+    serve(load_settings(), host, port)
+
+
+@cli.command()
 @click.option(
     "--profile", type=click.Choice(["default", "sparse"]), default="default", show_default=True,
     help="default: the micro-loan book; sparse: the Fraud Detection Handbook's card stream.",
