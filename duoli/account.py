@@ -78,6 +78,7 @@ class AccountState:
     frozen_at: float | None = None
     last_increase_at: float | None = None
     last_decrease_at: float | None = None
+    last_apr_change_at: float | None = None
     last_pd: float | None = None
     tx_times: array[float] = field(default_factory=lambda: array("d"))
     tx_amounts: array[float] = field(default_factory=lambda: array("d"))
@@ -185,7 +186,8 @@ _SCALARS = (
     "account_id", "credit_limit", "apr", "opened_at", "balance", "latest_at", "partition",
     "last_offset", "tx_count", "log_mean", "log_var", "on_time_streak", "settled",
     "settled_late", "confirmed_frauds", "last_fraud_label_at", "last_fraud_score",
-    "frozen", "frozen_at", "last_increase_at", "last_decrease_at", "last_pd",
+    "frozen", "frozen_at", "last_increase_at", "last_decrease_at", "last_apr_change_at",
+    "last_pd",
 )  # fmt: skip  # from_json skips names an older state lacks: they keep their defaults
 _NUMERIC = ("tx_times", "tx_amounts", "tx_kinds", "tx_ids", "seen_ids", "seen_times", "hit_ids")
 _TEXT = ("tx_merchants", "tx_devices", "tx_cities", "hit_rules")

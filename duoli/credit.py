@@ -66,6 +66,7 @@ def credit_view(state: AccountState, signals: Signals) -> CreditView:
         frozen_at=state.frozen_at,
         last_increase_at=state.last_increase_at,
         last_decrease_at=state.last_decrease_at,
+        last_apr_change_at=state.last_apr_change_at,
         last_pd=state.last_pd,
         last_fraud_at=state.last_fraud_label_at,
         confirmed_fraud=signals.confirmed_fraud,
@@ -91,6 +92,7 @@ def credit_decision(
     state.frozen_at = carried.frozen_at
     state.last_increase_at = carried.last_increase_at
     state.last_decrease_at = carried.last_decrease_at
+    state.last_apr_change_at = carried.last_apr_change_at
     state.last_pd = carried.last_pd
     if not decision.changed:
         return None

@@ -18,7 +18,8 @@ a person decides). A step the bounds stop becomes a "hold".
 
 Fields read (and nothing else; no protected attribute such as age, gender, ethnicity,
 region, city or device is given to the policy): ``at``, ``credit_limit``, ``apr``,
-``frozen``, ``frozen_at``, ``last_increase_at``, ``last_decrease_at``, ``last_pd``,
+``frozen``, ``frozen_at``, ``last_increase_at``, ``last_decrease_at``,
+``last_apr_change_at``, ``last_pd``,
 ``last_fraud_at``, ``pd``, ``fraud_score``, ``confirmed_fraud``, ``days_past_due``,
 ``on_time_streak``, ``utilisation`` and ``rule_hits``. ``account_id`` only names the
 decision.
@@ -138,6 +139,7 @@ class Policy(BaseModel):
     apr_floor: float = Field(ge=0, le=1)
     apr_cap: float = Field(default=0.24, gt=0, le=1)
     apr_band_margin: float = Field(default=0.0, ge=0, lt=1)
+    apr_review_days: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -276,6 +278,7 @@ class CreditView:
     frozen_at: float | None = None
     last_increase_at: float | None = None
     last_decrease_at: float | None = None
+    last_apr_change_at: float | None = None
     last_pd: float | None = None
     last_fraud_at: float | None = None
     confirmed_fraud: bool = False
@@ -323,6 +326,7 @@ class CreditState:
     frozen_at: float | None
     last_increase_at: float | None
     last_decrease_at: float | None
+    last_apr_change_at: float | None
     last_pd: float | None
     last_fraud_at: float | None
 
@@ -341,6 +345,9 @@ def carry_forward(view: CreditView, decision: Decision) -> CreditState:
         else None,
         last_increase_at=view.at if decision.action == "increase" else view.last_increase_at,
         last_decrease_at=view.at if decision.action == "decrease" else view.last_decrease_at,
+        last_apr_change_at=view.at
+        if decision.new_apr != decision.old_apr
+        else view.last_apr_change_at,
         last_pd=view.pd if changed else view.last_pd,
         last_fraud_at=view.at if view.confirmed_fraud else view.last_fraud_at,
     )
@@ -463,7 +470,7 @@ def _decision(
 ) -> Decision:
     limit = _new_limit(policy, view.credit_limit, action)
     action, reasons = _limit_outcome(policy, view.credit_limit, limit, action, reasons)
-    apr = policy.apr_for(view.pd, current=view.apr)
+    apr = _new_apr(policy, view)
     frozen = action == "freeze" or (view.frozen and action != "unfreeze")
     return Decision(
         action=action,
@@ -476,6 +483,16 @@ def _decision(
         reasons=reasons + _apr_reasons(policy, view.apr, apr),
         policy_version=policy.version,
     )
+
+
+def _new_apr(policy: Policy, view: CreditView) -> float:
+    """The band's rate, but an in-bounds rate changed less than ``apr_review_days`` ago
+    stays until its review is due: a borrower is not repriced every few days."""
+    apr = policy.apr_for(view.pd, current=view.apr)
+    in_bounds = policy.apr_floor <= view.apr <= policy.apr_cap
+    if in_bounds and _within(view.at, view.last_apr_change_at, policy.apr_review_days):
+        return view.apr
+    return apr
 
 
 def _new_limit(policy: Policy, old: float, action: Action) -> float:

@@ -186,7 +186,7 @@ def test_a_frozen_account_never_increases_even_when_healthy(make_view):
 
 def test_rising_pd_moves_the_apr_up_its_bands_but_never_past_the_cap(make_view, make_policy):
     pds = [0.01, 0.03, 0.07, 0.12, 0.3, 0.9, 1.0]
-    steps = [{"pd": pd} for pd in pds[1:]]
+    steps = [{"pd": pd, "days": 30} for pd in pds[1:]]  # each after the rate's review
     default = [d.new_apr for _, d in run(DEFAULT, make_view(pd=pds[0]), steps)]
     assert default == [0.09, 0.12, 0.16, 0.2, 0.24, 0.24, 0.24]
     capped = [d.new_apr for _, d in run(make_policy(apr_cap=0.18), make_view(), steps)]
@@ -195,10 +195,22 @@ def test_rising_pd_moves_the_apr_up_its_bands_but_never_past_the_cap(make_view, 
 
 def test_a_pd_wavering_at_a_band_edge_does_not_reprice_back_and_forth(make_view):
     pds = [0.045, 0.055, 0.045, 0.065, 0.045, 0.035, 0.045]  # the 0.12/0.16 edge is 0.05
-    steps = [{"pd": pd} for pd in pds[1:]]
+    steps = [{"pd": pd, "days": 30} for pd in pds[1:]]
     rates = [d.new_apr for _, d in run(DEFAULT, make_view(pd=pds[0]), steps)]
     assert DEFAULT.apr_band_margin == 0.01
     assert rates == [0.12, 0.12, 0.12, 0.16, 0.16, 0.12, 0.12]
+
+
+def test_a_rate_is_reviewed_at_most_once_per_review_period_but_the_cap_always_holds(
+    make_view, make_policy
+):
+    steps = [{"pd": 0.3, "days": 10}, {"pd": 0.3, "days": 19}, {"pd": 0.3, "days": 1}]
+    history = run(DEFAULT, make_view(pd=0.03, apr=0.2), steps)
+    assert DEFAULT.apr_review_days == 30
+    assert [d.new_apr for _, d in history] == [0.12, 0.12, 0.12, 0.24]  # due after 30 days
+    capped = make_policy(apr_cap=0.1)
+    view = make_view(pd=0.03, apr=0.12, last_apr_change_at=1000 * DAY - DAY)
+    assert decide(capped, view).new_apr == 0.1  # an out-of-bounds rate never waits
 
 
 def test_an_apr_already_above_the_cap_is_brought_down_to_it(make_view):
@@ -419,6 +431,7 @@ def test_carry_forward_records_when_things_happened(make_view):
         frozen_at=view.at,
         last_increase_at=None,
         last_decrease_at=None,
+        last_apr_change_at=None,  # the rate stayed at 0.09
         last_pd=0.01,
         last_fraud_at=view.at,
     )
