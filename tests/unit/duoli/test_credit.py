@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 
 from duoli.account import DAY, AccountState
 from duoli.credit import Signals, credit_decision, credit_view, policy_hits
+from duoli.engine import AccountEngine
+from duoli.errors import InvalidEvent
+from duoli.events import parse_event
 from duoli.policy import CreditView, load_policy
-from rules import RuleHit
+from duoli.settings import Settings
+from duoli.simulate import SimulationConfig, simulate
+from rules import LIBRARY_DIR, RuleHit, load_rules
+from rules.control import Controls
 
 POLICY = load_policy()
 
@@ -81,3 +88,24 @@ def test_the_view_carries_no_city_device_or_merchant() -> None:
     state.tx_cities.append("Shanghai")
     view = credit_view(state, healthy_signals())
     assert "Shanghai" not in repr(view)
+
+
+def test_on_a_simulated_book_each_rate_waits_for_its_review() -> None:
+    """The engine, the policy and a simulated book together: after a rate change, the
+    next one comes at least ``apr_review_days`` later (every rate here is within bounds)."""
+    engine = AccountEngine(Settings(), Controls(load_rules(LIBRARY_DIR)))
+    states: dict[str, AccountState] = {}
+    changes: dict[str, list[float]] = {}
+    for raw in simulate(SimulationConfig(seed=3, accounts=60, days=90)):
+        event = parse_event(json.dumps(raw).encode())
+        state = states.setdefault(event.account_id, engine.new_state(event.account_id))
+        try:
+            outcome = engine.handle(state, event)
+        except InvalidEvent:
+            continue
+        for decision in outcome.decisions:
+            if decision["old_apr"] != decision["new_apr"]:
+                changes.setdefault(event.account_id, []).append(event.at)
+    gaps = [b - a for times in changes.values() for a, b in itertools.pairwise(times)]
+    assert sum(len(times) for times in changes.values()) > len(changes)  # some repricing
+    assert min(gaps) >= POLICY.apr_review_days * DAY
