@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         "duoli/policies/default.yaml.",
     )
     log_level: str = Field("WARNING", description="Log level of workers and tools.")
+    metrics_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port on which a worker serves Prometheus metrics at /metrics. Unset: off.",
+    )
 
     @field_validator("dpd_thresholds", mode="before")
     @classmethod

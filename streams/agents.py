@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
+from duoli.metrics import WorkerMetrics
 from streams._faust_compat import seal_changelogs, write_table
-from streams.processing import AccountProcessor, Batch, MerchantProcessor
+from streams.processing import AccountProcessor, Batch, MerchantProcessor, count_events
 from streams.progress import Progress
 
 __all__ = ["register_agents"]
@@ -56,17 +57,19 @@ async def _more_before(queue: Any, deadline: float, clock: Callable[[], float]) 
     return not queue.empty()
 
 
-async def _commit(app: Any, batch: Batch, sink: Any) -> None:
+async def _commit(app: Any, batch: Batch, sink: Any, metrics: WorkerMetrics) -> None:
     """Outputs first, acknowledged, then the state that marks their events as done.
 
     After a crash, an event whose state reached the changelog is skipped as a duplicate
-    when it is delivered again, so its outputs must already be stored by then.
+    when it is delivered again, so its outputs must already be stored by then. The
+    metrics count a batch once its outputs are stored: that ends its events' latency.
     """
     for topic, key, record, partition in batch.records:
         await app.producer.send(
             topic, key, record, partition=partition, timestamp=None, headers=None
         )
     await asyncio.gather(app.producer.flush(), sink.flush())
+    metrics.record(batch.tally)
     for (table, key), (value, changelog_partition) in batch.writes.items():
         await write_table(app.producer, table, key, value, changelog_partition)
     await seal_changelogs(app.producer, batch.writes)
@@ -88,6 +91,10 @@ async def _score_accounts(
     accounts: AccountProcessor, batch: Batch, events: list[Any], clock_topic: str
 ) -> None:
     parsed = [None if e.message.topic == clock_topic else accounts.parse(e.value) for e in events]
+    count_events(batch.tally, parsed)
+    batch.tally.produced_at.extend(
+        e.message.timestamp for e in events if e.message.topic != clock_topic
+    )
     await accounts.models_ready(parsed)
     await accounts.merchants.prefetch(filter(None, map(accounts.merchant_key, parsed)))
     for event, item in zip(events, parsed, strict=True):
@@ -112,6 +119,7 @@ def register_agents(
     merchants: MerchantProcessor,
     progress: Progress,
     ready: Callable[[], Awaitable[None]],
+    metrics: WorkerMetrics,
 ) -> None:
     """Both agents run the same loop: batch, admit in offset order, process, commit."""
     clock_topic = topics.names.clock
@@ -122,7 +130,7 @@ def register_agents(
                 await ready()
                 batch = Batch()
                 await process(batch, _admitted(progress, batch, received, untracked))
-                await _commit(app, batch, sink)
+                await _commit(app, batch, sink, metrics)
 
     @app.agent(topics.account_input, name="score_accounts")
     async def score_accounts(stream: Any) -> None:

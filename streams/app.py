@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import faust
@@ -10,6 +11,7 @@ from mode import Service
 
 from connectors.redis_store import BufferedRedisSink, RedisStore
 from duoli.engine import AccountEngine
+from duoli.metrics import MetricsServer, WorkerMetrics, serve_metrics
 from duoli.settings import Settings
 from models.learners import LearningConfig
 from models.trainer import TrainerConfig
@@ -23,11 +25,13 @@ from streams.models import ModelFollower
 from streams.processing import AccountProcessor, MerchantCache, MerchantProcessor
 from streams.progress import Progress
 from streams.tables import define_tables
-from streams.timers import register_gap_watch, register_timers
+from streams.timers import register_gap_watch, register_lag_watch, register_timers
 from streams.topics import TopicNames, define_topics
 from streams.training import TrainerService
 
 __all__ = ["build_app", "create_app"]
+
+log = logging.getLogger(__name__)
 
 
 class RedisLifecycle(Service):
@@ -58,6 +62,26 @@ class RedisLifecycle(Service):
     async def on_stop(self) -> None:
         await self.sink.stop()
         await self.store.close()
+
+
+class MetricsLifecycle(Service):
+    """Serves the worker's metrics at ``/metrics`` while the app runs."""
+
+    def __init__(self, metrics: WorkerMetrics, port: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metrics = metrics
+        self.port = port
+        self.server: MetricsServer | None = None
+
+    async def on_start(self) -> None:
+        try:
+            self.server = serve_metrics(self.metrics.registry, self.port)
+        except OSError as error:  # a port taken must not stop the scoring
+            log.error("no /metrics: cannot listen on port %d: %s", self.port, error)
+
+    async def on_stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
 
 
 def create_app(settings: Settings, broker_url: str) -> faust.App:
@@ -102,11 +126,12 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     control = ControlFollower(broker_url, topics.names.control, engine, file_rules.rules)
     trainer = TrainerService(broker_url, topics.names, trainer_config(settings))
     ledger = LedgerService(broker_url, topics.names, settings.partitions)
+    metrics = WorkerMetrics()
 
     async def ready() -> None:
         await asyncio.gather(redis.ready(), control.ready(), models.ready())
 
-    register_agents(app, topics, accounts, merchants, progress, ready)
+    register_agents(app, topics, accounts, merchants, progress, ready, metrics)
     register_gap_watch(app, topics, progress)
     if settings.live_clock:
         register_timers(app, topics, accounts)
@@ -115,6 +140,9 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     app.service(models)  # type: ignore[arg-type]
     app.service(trainer)  # type: ignore[arg-type]
     app.service(ledger)  # type: ignore[arg-type]
+    if settings.metrics_port is not None:
+        register_lag_watch(app, topics, metrics)
+        app.service(MetricsLifecycle(metrics, settings.metrics_port))  # type: ignore[arg-type]
     _reset_on_rebalance(app, accounts, progress)
     _elect_single_writers(app, topics.names, trainer, ledger)
     return app

@@ -25,6 +25,7 @@ from duoli.engine import AccountEngine, Outcome, day_of
 from duoli.errors import InvalidEvent
 from duoli.events import Event, Transaction, parse_event
 from duoli.merchant import add_bucket, as_bucket, decode_buckets, encode_buckets, merchant_features
+from duoli.metrics import Tally
 from duoli.rule_stats import CLOCKS_KEY, clock_fields
 from duoli.rule_stats import record as record_rule_activity
 from duoli.scoring import iso
@@ -39,6 +40,8 @@ __all__ = [
     "DelinquencyWatch",
     "MerchantCache",
     "MerchantProcessor",
+    "count_events",
+    "count_outcome",
     "dead_letter",
 ]
 
@@ -80,16 +83,36 @@ def dead_letter(raw: bytes, error: Exception, source: str) -> dict[str, Any]:
     }
 
 
+def count_outcome(tally: Tally, outcome: Outcome) -> None:
+    """What the metrics count of one outcome: its score, alerts, decisions and rule hits."""
+    if outcome.score is not None:
+        tally.fraud_scores.append(outcome.score["fraud_score"])
+    for alert in outcome.alerts:
+        tally.alerts[alert["kind"], alert["severity"]] += 1
+    for decision in outcome.decisions:
+        tally.decisions[decision["action"]] += 1
+    if (activity := outcome.rule_activity) is not None:
+        tally.rule_hits.update((rule_id, "active") for rule_id in activity.hits)
+        tally.rule_hits.update((rule_id, "shadow") for rule_id in activity.shadow)
+
+
+def count_events(tally: Tally, parsed: Iterable[Event | InvalidEvent | None]) -> None:
+    """Valid input events by type; bad ones are counted as dead letters."""
+    tally.events.update(item.type for item in parsed if item and not isinstance(item, InvalidEvent))
+
+
 @dataclass
 class Batch:
     """One batch's unit of work: staged table writes and records to send.
 
     ``writes`` maps (table, key) to (value, the partition whose changelog carries it);
-    ``records`` are (topic, key, value) in the order they were made.
+    ``records`` are (topic, key, value) in the order they were made; ``tally`` counts
+    what the batch did, for the metrics.
     """
 
     writes: dict[tuple[Any, Any], tuple[Any, int]] = field(default_factory=dict)
     records: list[tuple[str, bytes | None, bytes, int | None]] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
 
     def stage(self, table: Any, key: Any, value: Any, partition: int) -> None:
         self.writes[table, key] = (value, partition)
@@ -104,6 +127,11 @@ class Batch:
         """Queue a record; outputs of an account event go to the input's own partition,
         which is where the key's hash would send them (same key, same partition count)."""
         self.records.append((topic, key, _json(record), partition))
+
+    def reject(self, topic: str, letter: dict[str, Any]) -> None:
+        """Send a dead letter made by :func:`dead_letter`."""
+        self.tally.dead_letters[letter["reason"]] += 1
+        self.send(topic, None, letter)
 
 
 class MerchantCache:
@@ -220,22 +248,16 @@ class AccountProcessor:
                 raise parsed
             self._process(batch, parsed, partition, offset)
         except Exception as error:
-            batch.send(
-                self.topics.names.dead_letters,
-                None,
-                dead_letter(raw, error, self.topics.names.events),
-            )
+            source = self.topics.names.events
+            batch.reject(self.topics.names.dead_letters, dead_letter(raw, error, source))
 
     def on_tick(self, batch: Batch, raw: bytes, partition: int) -> None:
         """A clock tick from the live timer: time passed while the partition was quiet."""
         try:
             self.advance_clock(batch, float(json.loads(raw)["at"]), partition)
         except Exception as error:
-            batch.send(
-                self.topics.names.dead_letters,
-                None,
-                dead_letter(raw, error, self.topics.names.clock),
-            )
+            source = self.topics.names.clock
+            batch.reject(self.topics.names.dead_letters, dead_letter(raw, error, source))
 
     def end_batch(self, batch: Batch) -> None:
         self._send_tallies(batch)
@@ -321,6 +343,7 @@ class AccountProcessor:
 
     def _emit(self, batch: Batch, account_id: str, outcome: Outcome, partition: int) -> None:
         key = account_id.encode()
+        count_outcome(batch.tally, outcome)
         if outcome.score is not None:
             batch.send(self.topics.names.scores, key, outcome.score, partition)
         for alert in outcome.alerts:
@@ -363,7 +386,7 @@ class MerchantProcessor:
             tallies = [(str(m), int(d), list(b)) for m, d, b in orjson.loads(raw)["tallies"]]
         except Exception as error:
             source = self.topics.names.merchant_facts
-            batch.send(self.topics.names.dead_letters, None, dead_letter(raw, error, source))
+            batch.reject(self.topics.names.dead_letters, dead_letter(raw, error, source))
             return
         for merchant_id, day, bucket in tallies:
             buckets = decode_buckets(batch.staged(self.tables.merchants, merchant_id))
