@@ -95,7 +95,8 @@ def _log1p(value: float) -> float:
 
 
 def _log_ratio(top: float, bottom: float) -> float:
-    return math.log(top / bottom) if top > 0 and bottom > 0 else math.nan
+    ratio = top / bottom if top > 0 and bottom > 0 else math.nan
+    return math.log(ratio) if ratio > 0 else math.nan  # not 0/0, inf/inf, x/inf
 
 
 def _count(key: str) -> Callable[[Facts], float]:
@@ -120,7 +121,11 @@ def _kind_is(kind: str) -> Callable[[Facts], float]:
 
 
 def _hour(angle: Callable[[float], float]) -> Callable[[Facts], float]:
-    return lambda facts: angle(2 * math.pi * _num(facts, "hour_of_day") / 24)
+    def read(facts: Facts) -> float:
+        hour = _num(facts, "hour_of_day")
+        return angle(2 * math.pi * (hour % 24) / 24) if math.isfinite(hour) else math.nan
+
+    return read
 
 
 def _gap(facts: Facts) -> float:
@@ -130,7 +135,8 @@ def _gap(facts: Facts) -> float:
 
 def _log_share(top: float, bottom: float) -> float:
     """log10(top / bottom) for positive numbers: 1% reads -2, the whole reads 0."""
-    return math.log10(top / bottom) if top > 0 and bottom > 0 else math.nan
+    share = top / bottom if top > 0 and bottom > 0 else math.nan
+    return math.log10(share) if share > 0 else math.nan
 
 
 def _amount_to_limit(facts: Facts) -> float:
@@ -281,13 +287,38 @@ BOUNDS: dict[str, tuple[float, float]] = {
 
 def fraud_inputs(facts: Facts, rules_score: float) -> dict[str, float]:
     """The fraud model's inputs for one transaction's facts and its rules score."""
-    scored = {**facts, "rules_score": rules_score}
-    return {spec.name: spec.value(scored) for spec in FRAUD_INPUTS}
+    x = _read(_RULES_SCORE, {"rules_score": rules_score})
+    x.update(_read(_FRAUD_FACTS, facts))
+    return x
 
 
 def pd_inputs(account: Facts) -> dict[str, float]:
     """The delinquency model's inputs for an account's standing (``account_features``)."""
-    return {spec.name: spec.value(account) for spec in PD_INPUTS}
+    return _read(_PD_FACTS, account)
+
+
+Table = tuple[tuple[str, Callable[[Facts], float], float, float, float], ...]
+_INFINITE = (math.inf, -math.inf)
+
+
+def _table(inputs: Sequence[Input]) -> Table:
+    return tuple((spec.name, spec.read, spec.low, spec.high, spec.neutral) for spec in inputs)
+
+
+def _read(table: Table, facts: Facts) -> dict[str, float]:
+    """Each input as ``Input.value`` gives it, inlined: this runs for every event."""
+    values = {}
+    for name, read, low, high, neutral in table:
+        raw = read(facts)
+        if not low <= raw <= high:
+            raw = neutral if raw != raw or raw in _INFINITE else low if raw < low else high
+        values[name] = raw
+    return values
+
+
+# The rules score comes from the caller, the rest from the facts (rules_score is first).
+_RULES_SCORE, _FRAUD_FACTS = _table(FRAUD_INPUTS[:1]), _table(FRAUD_INPUTS[1:])
+_PD_FACTS = _table(PD_INPUTS)
 
 
 def guard(x: Mapping[str, Any], inputs: Sequence[Input]) -> dict[str, float]:

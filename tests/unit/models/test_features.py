@@ -3,8 +3,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from duoli.account import AccountState, apply_event
+from duoli.catalog import KNOWN_NAMES
 from duoli.errors import DuoliError
 from duoli.features import account_features, transaction_features
 from duoli.merchant import MerchantFact, add_fact, merchant_features
@@ -146,3 +149,30 @@ def test_guard_keeps_exactly_the_model_inputs_finite_and_bounded():
     assert_finite_and_bounded(clean, FRAUD_FEATURES)
     assert clean["rules_score"] == 1.0 and "stray" not in clean
     assert dirty["amount"] != dirty["amount"]  # the caller's dict is untouched
+
+
+HOSTILE = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@example(  # a ratio to an infinite limit once read log10(0); a huge hour, sin(inf)
+    facts={"amount": 50.0, "credit_limit": math.inf, "hour_of_day": 1e308}, rules_score=math.inf
+)
+@given(
+    facts=st.fixed_dictionaries({}, optional=dict.fromkeys(sorted(KNOWN_NAMES), HOSTILE)),
+    rules_score=st.floats(allow_nan=True, allow_infinity=True),
+)
+def test_any_facts_give_finite_inputs_within_their_bounds(facts, rules_score):
+    """Whatever the facts hold (infinities, huge numbers, text), the inputs are finite
+    and within their bounds, and reading them never raises."""
+    x = fraud_inputs(facts, rules_score)
+    account = pd_inputs(facts)
+    for name, value in (*x.items(), *account.items()):
+        low, high = BOUNDS[name]
+        assert math.isfinite(value) and low <= value <= high, (name, value)
