@@ -1,7 +1,8 @@
 """The API service: alerts and their life cycle, accounts and rules, served from Redis.
 
 ``create_app(settings)`` builds the ASGI app; ``serve`` runs it with uvicorn. Every route
-but ``/health`` needs a bearer token (see :mod:`duoli.api.auth`).
+but ``/health`` needs a bearer token (see :mod:`duoli.api.auth`). The live console and its
+alert stream are in :mod:`duoli.api.console`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from duoli.api.auth import require
 from duoli.api.config import ApiSettings, Identity, Role, load_api_settings
+from duoli.api.console import console_routes
 from duoli.api.rulebook import RuleBook, RuleSource, rule_source
 from duoli.api.schemas import (
     AccountState,
@@ -105,6 +107,7 @@ Store = Annotated[ApiStore, Depends(_store)]
 
 
 def _routes(app: FastAPI) -> None:
+    console_routes(app)  # /alerts/stream first: /alerts/{alert_id} would match it
     app.get("/health", response_model=Health, tags=["health"])(health)
     app.get("/alerts", response_model=AlertList, responses=_problems(), tags=["alerts"])(
         list_alerts

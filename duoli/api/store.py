@@ -147,6 +147,27 @@ class ApiStore:
                 return
             last = f"({entries[-1][0]}"  # exclusive: the next page starts below it
 
+    async def last_alert_entry(self) -> str:
+        """The id of the newest entry in the alerts stream, ``0-0`` if it is empty."""
+        with _translated("cannot read the alerts stream"):
+            raw = await self._client.xrevrange(self.key("alerts"), "+", "-", 1)
+        entries = cast(list[tuple[str, dict[str, str]]], raw or [])
+        return entries[0][0] if entries else "0-0"
+
+    async def alerts_after(
+        self, entry_id: str, block_ms: int, count: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Alerts that entered the stream after ``entry_id``, with their entry ids, waiting
+        up to ``block_ms`` for the first one (XREAD BLOCK); empty if none came."""
+        with _translated("cannot read the alerts stream"):
+            raw = await self._client.xread({self.key("alerts"): entry_id}, count, block_ms)
+        streams = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], raw or [])
+        return [
+            (entry, _alert_json(fields.get("data", "{}")))
+            for _, entries in streams
+            for entry, fields in entries
+        ]
+
     async def alert(self, alert_id: str) -> dict[str, Any]:
         with _translated(f"cannot read alert {alert_id!r}"):
             data = cast(str | None, await self._client.get(self.key(f"alert:{alert_id}")))
