@@ -10,7 +10,7 @@ batch that fails, and a partition that stays behind its end offset without movin
 last events were lost), are fetched again the same way.
 
 Fetching again must not feed itself: a slow batch is not a stall (a partition counts as
-stalled only once every agent has been idle for ``QUIET_SECONDS``), and a gap still open
+stalled only once no batch has held its events for ``QUIET_SECONDS``), and a gap still open
 is fetched again after twice the wait of its previous attempt (the events of the last
 seek may still be queued behind a slow batch).
 """
@@ -46,8 +46,8 @@ class Progress:
         self.gaps: dict[tuple[str, int], float] = {}  # -> when it was last fetched again
         self.attempts: dict[tuple[str, int], int] = {}  # -> times it was fetched again
         self.behind: dict[tuple[str, int], int] = {}  # -> next offset at the last check
-        self.busy = 0  # batches in progress
-        self.idle_since = 0.0
+        self.busy: dict[tuple[str, int], int] = {}  # -> batches in progress holding it
+        self.idle_since: dict[tuple[str, int], float] = {}  # -> when its last batch ended
 
     def reset(self) -> None:
         """Partitions may move: forget the gaps of this assignment."""
@@ -57,17 +57,23 @@ class Progress:
 
     def check_stalls(self, ends: Mapping[tuple[str, int], int]) -> None:
         """A partition behind its end offset whose next offset did not move since the last
-        check, while no batch ran, lost its tail (no later event arrives to reveal the
-        hole): fetch it again."""
-        quiet = not self.busy and time.monotonic() - self.idle_since >= QUIET_SECONDS
+        check, while no batch held its events, lost its tail (no later event arrives to
+        reveal the hole): fetch it again."""
+        now = time.monotonic()
         behind = {}
         for (topic, partition), end in ends.items():
             expected = self.table.get(_key(topic, partition))
             if expected is not None and expected < end:
                 behind[topic, partition] = expected
-                if quiet and self.behind.get((topic, partition)) == expected:
+                if self.behind.get((topic, partition)) == expected and self._quiet(
+                    (topic, partition), now
+                ):
                     self.gaps.setdefault((topic, partition), 0.0)
         self.behind = behind
+
+    def _quiet(self, partition: tuple[str, int], now: float) -> bool:
+        idle = now - self.idle_since.get(partition, 0.0)
+        return not self.busy.get(partition) and idle >= QUIET_SECONDS
 
     def admit(self, batch: Any, topic: str, partition: int, offset: int) -> bool:
         """Whether to apply this offset now; if so its progress is staged in ``batch``."""
@@ -84,18 +90,22 @@ class Progress:
 
     @contextmanager
     def working(self, events: Iterable[Any]) -> Iterator[None]:
-        """Around a batch: it counts as activity, and if it fails before it is stored its
-        partitions are fetched again."""
-        self.busy += 1
+        """Around a batch: its partitions are busy, and if it fails before it is stored
+        they are fetched again."""
+        partitions = {(event.message.topic, event.message.partition) for event in events}
+        for partition in partitions:
+            self.busy[partition] = self.busy.get(partition, 0) + 1
         try:
             yield
         except BaseException:
-            for event in events:
-                self.gaps.setdefault((event.message.topic, event.message.partition), 0.0)
+            for partition in partitions:
+                self.gaps.setdefault(partition, 0.0)
             raise
         finally:
-            self.busy -= 1
-            self.idle_since = time.monotonic()
+            ended = time.monotonic()
+            for partition in partitions:
+                self.busy[partition] -= 1
+                self.idle_since[partition] = ended
 
     def refetches(self, retry_after: float) -> list[tuple[str, int, int]]:
         """(topic, partition, offset) to fetch again: new gaps, and gaps still open after

@@ -194,3 +194,14 @@ def test_a_gap_that_stays_open_is_fetched_again_ever_less_often(clock: Clock) ->
     assert fetched_at == [0, 1, 3, 7, 15, 31]
     assert progress.admit(Batch(), "t", 0, 10)  # closed: the next gap starts afresh
     assert progress.attempts == {}
+
+
+def test_batches_of_other_partitions_do_not_hide_a_stall(clock: Clock) -> None:
+    """Ticks and busy neighbours keep the agent working; a partition whose tail was lost
+    is still fetched again once none of its own events has been in a batch for a while."""
+    progress = Progress(Table({"t:0": 10, "t:1": 3}))
+    for _ in range(3):
+        with progress.working([event(3, partition=1)]):
+            clock.now += 2
+            progress.check_stalls({("t", 0): 15})
+    assert progress.refetches(retry_after=1.0) == [("t", 0, 10)]
