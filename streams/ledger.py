@@ -1,13 +1,14 @@
 """The ledger writer: one worker chains every credit decision and every alert.
 
 A hash chain needs a single writer, so it runs where the trainer runs: in the worker
-that holds partition 0 of the events topic, and it moves with it. It reads the decisions
-and alerts topics without a consumer group and appends to the one-partition
-``{prefix}.ledger`` topic. Each entry also notes the ``source`` record it chained (topic,
-partition, offset: bookkeeping, outside the hash), so a new owner reads the ledger once,
-resumes the chain after its last entry and each source partition after the last record
-chained from it. A record that repeats on its topic (outputs are at least once) has the
-same id: ids chained recently (at most ``RECENT_IDS``) are skipped, so it is chained once.
+that holds partition 0 of the events topic (``streams.elected``), and it moves with it.
+It reads the decisions and alerts topics without a consumer group and appends to the
+one-partition ``{prefix}.ledger`` topic. Each entry also notes the ``source`` record it
+chained (topic, partition, offset: bookkeeping, outside the hash), so a new owner reads
+the ledger once, resumes the chain after its last entry and each source partition after
+the last record chained from it. A record that repeats on its topic (outputs are at least
+once) has the same id: ids chained recently (at most ``RECENT_IDS``) are skipped, so it
+is chained once.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any
 import aiokafka
 import orjson
 from aiokafka import TopicPartition
-from mode import Service
 
 from duoli.ledger import Ledger
+from streams.elected import ElectedService
 from streams.topics import TopicNames
 
 __all__ = ["RECENT_IDS", "Chainer", "LedgerService"]
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 RECENT_IDS = 100_000  # a repeat comes within a few batches of the original: room to spare
 MAX_RECORDS = 2000
 ID_FIELDS = {"decision": "decision_id", "alert": "alert_id"}
+EARLIEST = {"auto_offset_reset": "earliest"}
 
 
 class Chainer:
@@ -92,72 +94,50 @@ def _entry_id(entry: Mapping[str, Any]) -> str | None:
     return str(payload[field])
 
 
-class LedgerService(Service):
-    """Chains decisions and alerts while ``wanted`` (this worker holds events partition 0)."""
+class LedgerService(ElectedService):
+    """Chains decisions and alerts while it owns (this worker holds events partition 0)."""
+
+    role = "ledger writer"
 
     def __init__(self, broker_url: str, names: TopicNames, partitions: int, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.broker_url = broker_url
+        kinds = {names.decisions: "decision", names.alerts: "alert"}
+        sources = [TopicPartition(t, p) for t in kinds for p in range(partitions)]
+        super().__init__(broker_url, sources, consumer_options=EARLIEST, **kwargs)
         self.names = names
-        self.kinds = {names.decisions: "decision", names.alerts: "alert"}
-        self.sources = [TopicPartition(t, p) for t in self.kinds for p in range(partitions)]
-        self.wanted = False
+        self.kinds = kinds
         self.chainer: Chainer | None = None
-        self._consumer: aiokafka.AIOKafkaConsumer | None = None
-        self._producer: aiokafka.AIOKafkaProducer | None = None
 
-    def set_owner(self, owner: bool) -> None:
-        """Called on every rebalance, like the trainer's."""
-        if owner != self.wanted:
-            log.info("ledger writer %s", "taking over" if owner else "handing over")
-        self.wanted = owner
-        if not owner:
+    def release(self) -> None:
+        self.chainer = None
+
+    async def step(
+        self, consumer: aiokafka.AIOKafkaConsumer, producer: aiokafka.AIOKafkaProducer
+    ) -> None:
+        if self.chainer is None:
+            self.chainer = await self._resume(consumer)
+        chainer = self.chainer
+        batches = await consumer.getmany(*self.sources, timeout_ms=200, max_records=MAX_RECORDS)
+        if chainer is not self.chainer:  # handed over meanwhile
+            return
+        entries = [
+            entry
+            for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition))
+            for record in batches[tp]
+            if (entry := chainer.chain(tp.topic, tp.partition, record.offset, record.value))
+        ]
+        try:
+            await self._append(producer, entries)
+        except Exception:
+            log.exception("ledger append failed; resuming from the ledger topic")
             self.chainer = None
 
-    async def on_start(self) -> None:
-        self._consumer = _consumer(self.broker_url)
-        self._producer = aiokafka.AIOKafkaProducer(bootstrap_servers=self.broker_url)
-        await self._consumer.start()
-        await self._producer.start()
-        self._consumer.assign(self.sources)
-
-    async def on_stop(self) -> None:
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                await client.stop()
-
-    @Service.task
-    async def _chain(self) -> None:
-        while not self.should_stop:
-            if not self.wanted or self._consumer is None:
-                await self.sleep(0.1)
-                continue
-            if self.chainer is None:
-                self.chainer = await self._resume(self._consumer)
-            chainer = self.chainer
-            batches = await self._consumer.getmany(
-                *self.sources, timeout_ms=200, max_records=MAX_RECORDS
-            )
-            if chainer is not self.chainer:  # handed over meanwhile
-                continue
-            entries = [
-                entry
-                for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition))
-                for record in batches[tp]
-                if (entry := chainer.chain(tp.topic, tp.partition, record.offset, record.value))
-            ]
-            try:
-                await self._append(entries)
-            except Exception:
-                log.exception("ledger append failed; resuming from the ledger topic")
-                self.chainer = None
-
-    async def _append(self, entries: list[dict[str, Any]]) -> None:
+    async def _append(
+        self, producer: aiokafka.AIOKafkaProducer, entries: list[dict[str, Any]]
+    ) -> None:
         """In order (the producer keeps one request in flight per partition), then all
         acknowledged before the next read."""
-        assert self._producer is not None
         sent = [
-            await self._producer.send(self.names.ledger, orjson.dumps(entry), partition=0)
+            await producer.send(self.names.ledger, orjson.dumps(entry), partition=0)
             for entry in entries
         ]
         for delivery in sent:
@@ -178,10 +158,7 @@ class LedgerService(Service):
 
 def _consumer(url: str) -> aiokafka.AIOKafkaConsumer:
     return aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=url,
-        enable_auto_commit=False,
-        group_id=None,
-        auto_offset_reset="earliest",
+        bootstrap_servers=url, enable_auto_commit=False, group_id=None, **EARLIEST
     )
 
 

@@ -1,9 +1,7 @@
-"""The trainer runs inside one worker: the one that owns partition 0 of the events topic.
-
-Ownership follows Faust's own assignment, so there is always exactly one trainer while
-the group is stable, and it moves with partition 0 when a worker stops or dies. The
-trainer reads the one-partition training topic without a consumer group: where it
-resumes is in its checkpoint (at most once a minute, after a closed day), so a new owner
+"""The trainer runs inside one worker: the one that owns partition 0 of the events topic
+(``streams.elected``), so there is exactly one trainer while the group is stable. It reads
+the one-partition training topic without a consumer group: where it resumes is in its
+checkpoint (at most once a minute, after a closed day), so a new owner
 reads the training records again from there and goes on exactly as the old one would
 have: the trainer is deterministic. Learning is CPU work; it runs
 in a thread so that the worker's event loop keeps scoring.
@@ -20,10 +18,10 @@ from typing import Any
 import aiokafka
 import orjson
 from aiokafka import TopicPartition
-from mode import Service
 
 from connectors.kafka_admin import LARGE_RECORD_BYTES
 from models.trainer import Trainer, TrainerConfig
+from streams.elected import ElectedService
 from streams.models import STATUS_KEY, snapshot_key
 from streams.topics import TopicNames
 
@@ -34,66 +32,50 @@ log = logging.getLogger(__name__)
 CHECKPOINT_KEY = b"checkpoint"
 CHECKPOINT_SECONDS = 60.0  # a checkpoint pickles the whole pending store: not every day
 MAX_RECORDS = 2000
+LARGE_FETCHES = {
+    "fetch_max_bytes": LARGE_RECORD_BYTES,
+    "max_partition_fetch_bytes": LARGE_RECORD_BYTES,
+}
 Outputs = list[tuple[str, bytes, bytes]]
 
 
-class TrainerService(Service):
-    """Trains while ``wanted``; publishes a snapshot, status and checkpoint per closed day."""
+class TrainerService(ElectedService):
+    """Trains while it owns; publishes a snapshot, status and checkpoint per closed day."""
+
+    role = "trainer"
 
     def __init__(
         self, broker_url: str, names: TopicNames, config: TrainerConfig, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
-        self.broker_url = broker_url
+        self._input = TopicPartition(names.training, 0)
+        super().__init__(
+            broker_url,
+            [self._input],
+            consumer_options=LARGE_FETCHES,
+            producer_options={"max_request_size": LARGE_RECORD_BYTES},
+            **kwargs,
+        )
         self.names = names
         self.config = config
-        self.wanted = False
         self.trainer: Trainer | None = None
-        self._input = TopicPartition(names.training, 0)
-        self._consumer: aiokafka.AIOKafkaConsumer | None = None
-        self._producer: aiokafka.AIOKafkaProducer | None = None
         self._checkpointed = -CHECKPOINT_SECONDS
 
-    def set_owner(self, owner: bool) -> None:
-        """Called on every rebalance: whether this worker holds events partition 0."""
-        if owner != self.wanted:
-            log.info("trainer %s", "taking over" if owner else "handing over")
-        self.wanted = owner
-        if not owner:
-            self.trainer = None
+    def release(self) -> None:
+        self.trainer = None
 
-    async def on_start(self) -> None:
-        self._consumer = _consumer(self.broker_url)
-        self._producer = aiokafka.AIOKafkaProducer(
-            bootstrap_servers=self.broker_url, max_request_size=LARGE_RECORD_BYTES
-        )
-        await self._consumer.start()
-        await self._producer.start()
-        self._consumer.assign([self._input])
-
-    async def on_stop(self) -> None:
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                await client.stop()
-
-    @Service.task
-    async def _train(self) -> None:
-        while not self.should_stop:
-            if not self.wanted or self._consumer is None:
-                await self.sleep(0.1)
-                continue
-            if self.trainer is None:
-                self.trainer = await self._resume()
-                self._consumer.seek(self._input, self.trainer.next_offset)
-            batches = await self._consumer.getmany(
-                self._input, timeout_ms=200, max_records=MAX_RECORDS
-            )
-            records = batches.get(self._input, [])
-            trainer = self.trainer
-            if records and trainer is not None:
-                outputs = await asyncio.to_thread(self._learn, trainer, records)
-                if self.trainer is trainer:  # not handed over meanwhile
-                    await self._publish(outputs)
+    async def step(
+        self, consumer: aiokafka.AIOKafkaConsumer, producer: aiokafka.AIOKafkaProducer
+    ) -> None:
+        if self.trainer is None:
+            self.trainer = await self._resume()
+            consumer.seek(self._input, self.trainer.next_offset)
+        batches = await consumer.getmany(self._input, timeout_ms=200, max_records=MAX_RECORDS)
+        records = batches.get(self._input, [])
+        trainer = self.trainer
+        if records and trainer is not None:
+            outputs = await asyncio.to_thread(self._learn, trainer, records)
+            if self.trainer is trainer:  # not handed over meanwhile
+                await _publish(producer, outputs)
 
     def _learn(self, trainer: Trainer, records: Sequence[Any]) -> Outputs:
         """Queue the records; for the days that close, the records to publish."""
@@ -116,12 +98,6 @@ class TrainerService(Service):
             self._checkpointed = time.monotonic()
         return outputs
 
-    async def _publish(self, outputs: Outputs) -> None:
-        """Snapshot first, checkpoint last: a crash between them republishes the same day."""
-        assert self._producer is not None
-        for topic, key, value in outputs:
-            await self._producer.send_and_wait(topic, value, key=key, partition=0)
-
     async def _resume(self) -> Trainer:
         """The last checkpoint, or a new trainer when there is none."""
         data = await _last_value(self.broker_url, self.names.trainer_state)
@@ -132,13 +108,15 @@ class TrainerService(Service):
         return trainer
 
 
+async def _publish(producer: aiokafka.AIOKafkaProducer, outputs: Outputs) -> None:
+    """Snapshot first, checkpoint last: a crash between them republishes the same day."""
+    for topic, key, value in outputs:
+        await producer.send_and_wait(topic, value, key=key, partition=0)
+
+
 def _consumer(url: str) -> aiokafka.AIOKafkaConsumer:
     return aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=url,
-        enable_auto_commit=False,
-        group_id=None,
-        fetch_max_bytes=LARGE_RECORD_BYTES,
-        max_partition_fetch_bytes=LARGE_RECORD_BYTES,
+        bootstrap_servers=url, enable_auto_commit=False, group_id=None, **LARGE_FETCHES
     )
 
 
