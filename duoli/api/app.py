@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from duoli.api.auth import require
 from duoli.api.config import ApiSettings, Identity, Role, load_api_settings
 from duoli.api.console import console_routes
+from duoli.api.metrics import instrument
 from duoli.api.rulebook import RuleBook, RuleSource, rule_source
 from duoli.api.schemas import (
     AccountState,
@@ -91,6 +92,7 @@ def create_app(
     app.state.rules = rules or rule_source(settings)
     app.add_exception_handler(DuoliError, _unavailable)
     _routes(app)
+    app.state.metrics = instrument(app)
     return app
 
 

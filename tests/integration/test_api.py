@@ -306,3 +306,15 @@ def test_bad_tokens_setting_is_a_config_error_that_hides_tokens(
     with pytest.raises(ConfigError, match="DUOLI_API_TOKENS") as caught:
         load_api_settings()
     assert "leaky-secret" not in str(caught.value)
+
+
+def test_metrics_count_requests_by_route_template(client: ApiClient) -> None:
+    viewer = as_role(client, "view-tok")
+    assert viewer("get", "/alerts/a-fraud-1").status_code == 200
+    assert viewer("get", "/alerts/no-such-alert").status_code == 404
+    assert client.get("/alerts").status_code == 401
+    text = client.get("/metrics").text  # no token: scraped on a private network
+    assert 'duoli_api_requests_total{method="GET",route="/alerts/{alert_id}",status="200"}' in text
+    assert 'duoli_api_requests_total{method="GET",route="/alerts/{alert_id}",status="404"}' in text
+    assert 'duoli_api_requests_total{method="GET",route="/alerts",status="401"}' in text
+    assert "a-fraud-1" not in text and 'duoli_api_request_seconds_bucket{le="0.005"' in text

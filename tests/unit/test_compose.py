@@ -86,8 +86,9 @@ def test_workers_scale_without_clashing(services):
 
 def test_workers_are_scraped_where_prometheus_looks(services):
     scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    [job] = scrape["scrape_configs"]
-    [dns] = job["dns_sd_configs"]
+    jobs = {job["job_name"]: job for job in scrape["scrape_configs"]}
+    [dns] = jobs["duoli-worker"]["dns_sd_configs"]
+    assert jobs["duoli-api"]["static_configs"] == [{"targets": ["api:8000"]}]
     worker = services["worker"]
     assert dns["names"] == ["worker"]
     assert str(worker["environment"]["DUOLI_METRICS_PORT"]) == str(dns["port"])
