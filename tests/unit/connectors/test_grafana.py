@@ -245,3 +245,11 @@ def test_an_annotation_defaults_to_now(grafana_double):
     [request] = double.requests
     assert before - 1 <= request.body["time"] <= after + 1
     assert request.body["tags"] == ["duoli", "deploy"]
+
+
+def test_every_dashboard_shows_the_annotations_the_module_posts():
+    """The annotations are tagged ``grafana.TAG``; each dashboard queries that tag."""
+    for dashboard in grafana.load_dashboards():
+        queries = dashboard["annotations"]["list"]
+        tags = [q["target"]["tags"] for q in queries if q.get("target", {}).get("type") == "tags"]
+        assert [grafana.TAG] in tags, dashboard["title"]
