@@ -6,6 +6,7 @@ Every process a test starts is stopped by pid in the fixture's teardown.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -129,4 +130,19 @@ def pipeline(broker: EmbeddedBroker, tmp_path: Path) -> Iterator[Callable[..., P
         running.stop()
         for key in client.scan_iter(f"{running.prefix}:*", count=1000):
             client.delete(key)
+    client.close()
+
+
+@pytest.fixture
+def isolated_env() -> Iterator[dict[str, str]]:
+    """A subprocess's environment with no cluster configured (so commands start their own
+    embedded broker) and fresh topic and Redis prefixes; every key under the prefix, and
+    under the ``{prefix}-eval`` that ``duoli eval`` uses, is deleted afterwards."""
+    prefix = f"cli-{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if k != "DUOLI_KAFKA_URL"}
+    env.update(DUOLI_TOPIC_PREFIX=prefix, DUOLI_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1")
+    yield env
+    client = redis.Redis()
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
     client.close()

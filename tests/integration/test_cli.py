@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -40,19 +37,6 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return state == "Z"
-
-
-@pytest.fixture
-def isolated_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """No cluster configured (so the embedded broker starts), fresh topic and Redis prefixes."""
-    prefix = f"cli-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if k != "DUOLI_KAFKA_URL"}
-    env.update(DUOLI_TOPIC_PREFIX=prefix, DUOLI_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1")
-    yield env
-    client = redis.Redis()
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 def duoli(args: list[str], env: dict[str, str], **options) -> subprocess.Popen[bytes]:

@@ -7,34 +7,17 @@ that the exit code follows the verdict, not the figures' values.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 pytestmark = pytest.mark.integration
 
 FRAUD_FIGURES = {"roc_auc", "average_precision", "card_precision_at_100", "transactions", "days"}
 DELINQUENCY_FIGURES = {"roc_auc", "installments", "measured", "skipped_no_score", "skipped_no_pd"}
-
-
-@pytest.fixture
-def isolated_env() -> Iterator[dict[str, str]]:
-    """No cluster configured (replay starts the embedded broker), fresh Redis keys."""
-    prefix = f"eval-{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if k != "DUOLI_KAFKA_URL"}
-    env.update(DUOLI_TOPIC_PREFIX=prefix, DUOLI_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1")
-    yield env
-    client = redis.Redis()
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
-    client.close()
 
 
 def run_eval(args: list[str], env: dict[str, str], results: Path) -> tuple[int, str, dict]:
