@@ -8,7 +8,14 @@ import aiokafka
 from faust.serializers import codecs
 from faust.transport.consumer import Consumer
 
-__all__ = ["cap_fetch_wait", "guard_commit_head", "seal_changelogs", "write_table"]
+__all__ = [
+    "acknowledge_applied",
+    "cap_fetch_wait",
+    "guard_commit_head",
+    "missing_head",
+    "seal_changelogs",
+    "write_table",
+]
 
 
 async def write_table(producer: Any, table: Any, key: Any, value: Any, partition: int) -> None:
@@ -76,6 +83,25 @@ def missing_head(consumer: Any, tp: Any) -> int | None:
         return None
     gap = consumer._gap.get(tp)
     return None if gap and gap.overlaps_point(committed) else committed
+
+
+def acknowledge_applied(consumer: Any, tp: Any, applied: int) -> None:
+    """Count every offset below ``applied`` acknowledged, from the committed one on.
+
+    After a partition moves, it is read again from its committed offset, and the events
+    already applied come again only to be skipped. Faust's seek race can drop some of them
+    before they are acknowledged; the commit guard then waits for them forever. They were
+    applied and stored, so the commit may pass them.
+    """
+    committed = consumer._committed_offset.get(tp)
+    if committed is None:
+        return
+    index, acked = consumer._acked_index[tp], consumer._acked[tp]
+    for offset in range(committed, applied):
+        if offset not in index:
+            index.add(offset)
+            acked.append(offset)
+    acked.sort()
 
 
 def guard_commit_head() -> None:

@@ -75,15 +75,12 @@ async def _commit(app: Any, batch: Batch, sink: Any, metrics: WorkerMetrics) -> 
     await seal_changelogs(app.producer, batch.writes)
 
 
-def _admitted(
-    progress: Progress, batch: Batch, events: list[Any], untracked: str = ""
-) -> list[Any]:
+def _admitted(progress: Progress, batch: Batch, events: list[Any]) -> list[Any]:
     """The events to apply, in offset order; redeliveries and events past a gap drop out."""
     return [
         event
         for event in events
-        if event.message.topic == untracked
-        or progress.admit(batch, event.message.topic, event.message.partition, event.message.offset)
+        if progress.admit(batch, event.message.topic, event.message.partition, event.message.offset)
     ]
 
 
@@ -124,18 +121,18 @@ def register_agents(
     """Both agents run the same loop: batch, admit in offset order, process, commit."""
     clock_topic = topics.names.clock
 
-    async def run(stream: Any, process: Process, sink: Any, untracked: str = "") -> None:
+    async def run(stream: Any, process: Process, sink: Any) -> None:
         async for received in batches(stream, BATCH_SIZE, BATCH_LINGER):
             with progress.working(received):
                 await ready()
                 batch = Batch()
-                await process(batch, _admitted(progress, batch, received, untracked))
+                await process(batch, _admitted(progress, batch, received))
                 await _commit(app, batch, sink, metrics)
 
     @app.agent(topics.account_input, name="score_accounts")
     async def score_accounts(stream: Any) -> None:
         process = partial(_score_accounts, accounts, clock_topic=clock_topic)
-        await run(stream, process, accounts.sink, untracked=clock_topic)
+        await run(stream, process, accounts.sink)
 
     @app.agent(topics.merchant_facts, name="track_merchants")
     async def track_merchants(stream: Any) -> None:

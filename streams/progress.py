@@ -7,7 +7,9 @@ input topics have no holes, so an agent applies a partition's offsets strictly i
 an offset below the next one is a redelivery and is skipped; one above it means some were
 lost, so it is skipped too and the partition is fetched again from the next offset. A
 batch that fails, and a partition that stays behind its end offset without moving (its
-last events were lost), are fetched again the same way.
+last events were lost), are fetched again the same way. The other way round, events
+below the next offset that the race dropped were applied already: they count as
+acknowledged, so that Faust's commit, which waits for every offset, moves past them.
 
 Fetching again must not feed itself: a slow batch is not a stall (a partition counts as
 stalled only once no batch has held its events for ``QUIET_SECONDS``), and a gap still open
@@ -25,7 +27,9 @@ from typing import Any
 
 from faust.types import TP
 
-__all__ = ["REFETCH_RETRY", "Progress", "end_offsets", "refetch_gaps"]
+from streams._faust_compat import acknowledge_applied, missing_head
+
+__all__ = ["REFETCH_RETRY", "Progress", "end_offsets", "refetch_gaps", "settle_applied_heads"]
 
 REFETCH_RETRY = 1.0  # seconds before a gap is fetched again the first time
 QUIET_SECONDS = 3.0  # idle time after which a partition behind its end is stalled
@@ -137,6 +141,19 @@ def end_offsets(consumer: Any, topics: set[str]) -> dict[tuple[str, int], int]:
         if end is not None:
             ends[tp.topic, tp.partition] = end
     return ends
+
+
+def settle_applied_heads(consumer: Any, progress: Progress, topics: set[str]) -> None:
+    """Acknowledge what each partition applied but Faust never delivered again."""
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        applied = progress.table.get(_key(tp.topic, tp.partition))
+        head = missing_head(consumer, tp)
+        if applied is not None and head is not None and head < applied:
+            log.info("%s[%d]: acknowledging offsets %d to %d, applied before", tp.topic,
+                     tp.partition, head, applied - 1)  # fmt: skip
+            acknowledge_applied(consumer, tp, applied)
 
 
 async def refetch_gaps(consumer: Any, progress: Progress) -> None:

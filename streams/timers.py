@@ -4,8 +4,8 @@ The live clock: while a partition is quiet, its event-time clock follows the wal
 The timer cannot write tables itself (Faust allows that only inside a stream), so it
 sends a tick through the clock topic to the partition's own agent.
 
-The gap watch: a partition with a hole in what it applied is fetched again from the hole
-(see :mod:`streams.progress`).
+The gap watch: a partition with a hole in what it applied is fetched again from the hole,
+and offsets it applied before a move are acknowledged (see :mod:`streams.progress`).
 
 The lag watch: how far each assigned input partition's highwater is past the consumer's
 position, for the ``duoli_consumer_lag`` gauge.
@@ -20,7 +20,13 @@ from typing import Any
 
 from duoli.metrics import WorkerMetrics
 from streams.processing import AccountProcessor
-from streams.progress import REFETCH_RETRY, Progress, end_offsets, refetch_gaps
+from streams.progress import (
+    REFETCH_RETRY,
+    Progress,
+    end_offsets,
+    refetch_gaps,
+    settle_applied_heads,
+)
 
 __all__ = ["consumer_lag", "register_gap_watch", "register_lag_watch", "register_timers"]
 
@@ -45,10 +51,11 @@ def register_timers(app: Any, topics: Any, accounts: AccountProcessor) -> None:
 
 
 def register_gap_watch(app: Any, topics: Any, progress: Progress) -> None:
-    inputs = {topics.names.events, topics.names.merchant_facts}
+    inputs = {topics.names.events, topics.names.clock, topics.names.merchant_facts}
 
     @app.timer(REFETCH_RETRY, name="gap_watch")
     async def gap_watch() -> None:
+        settle_applied_heads(app.consumer, progress, inputs)
         progress.check_stalls(end_offsets(app.consumer, inputs))
         await refetch_gaps(app.consumer, progress)
 

@@ -246,6 +246,29 @@ def test_a_worker_killed_mid_stream_loses_nothing_and_doubles_nothing(pipeline, 
     assert_decisions_and_ledger_once(running)
 
 
+def test_when_one_of_two_workers_dies_the_other_takes_its_partitions(pipeline, redis_client):
+    """Failover without a restart: the survivor is assigned the dead worker's partitions,
+    recovers their tables and processes every event, once, with no dead letter."""
+    from duoli.simulate import SimulationConfig, simulate
+
+    events = list(simulate(SimulationConfig(seed=7, accounts=80, days=20)))
+    half = len(events) // 2
+    running = pipeline(workers=2)
+    running.send(events[:half])
+    assert wait_for(lambda: len(running.scores()) > 50, timeout=60)
+    running.workers[0].kill()  # SIGKILL by pid; nothing replaces it
+    running.send(events[half:])
+    running.wait(timeout=90)
+
+    transactions = {e["event_id"] for e in events if e["type"] == "transaction"}
+    assert {record["event_id"] for record in running.scores()} == transactions
+    assert running.dead_letters() == []
+    stream = redis_client.xrange(f"{running.prefix}:alerts")
+    ids = [fields["alert_id"] for _, fields in stream]
+    assert len(ids) == len(set(ids)) == len({a["alert_id"] for a in running.alerts()}) > 0
+    assert_decisions_and_ledger_once(running)
+
+
 def assert_decisions_and_ledger_once(running) -> None:
     """Credit decisions follow the alerts' path: one decision id per cause, however often
     the topic repeats it, and the ledger writer (restarted with partition 0) chains each

@@ -10,13 +10,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from faust.transport.consumer import Consumer
+from faust.types import TP
 from intervaltree import Interval, IntervalTree
 
 from duoli.account import AccountState
 from duoli.events import parse_event
-from streams._faust_compat import missing_head
+from streams._faust_compat import guard_commit_head, missing_head
 from streams.processing import Batch, redelivered
-from streams.progress import Progress
+from streams.progress import Progress, settle_applied_heads
 
 
 class Table(dict[str, int]):
@@ -139,6 +141,38 @@ def test_missing_head_is_the_committed_offset_when_later_ones_are_acknowledged(
     acked: list[int], committed: int | None, gap: tuple[int, int] | None, head: int | None
 ) -> None:
     assert missing_head(consumer(acked, committed, gap), "tp") == head
+
+
+def moved_partition(acked: list[int], committed: int) -> Any:
+    """Faust's Consumer bookkeeping for one partition, as its commit reads it."""
+    tp = TP("t", 0)
+    return SimpleNamespace(
+        _acked={tp: list(acked)}, _acked_index={tp: set(acked)}, _committed_offset={tp: committed},
+        _gap={tp: IntervalTree()}, assignment=lambda: {tp},
+    )  # fmt: skip
+
+
+def faust_commit_offset(consumer: Any) -> int | None:
+    """The offset Faust would commit now, with Duoli's guard on, as in a worker."""
+    guard_commit_head()
+    return Consumer._new_offset(consumer, TP("t", 0))
+
+
+def test_offsets_applied_before_a_move_that_never_came_again_are_acknowledged() -> None:
+    """A moved partition is read again from its committed offset 10. Faust's seek race
+    dropped 10 to 12; 13 and 14 came again and were skipped; 15 is the next to apply."""
+    consumer = moved_partition(acked=[13, 14], committed=10)
+    assert faust_commit_offset(consumer) is None  # the guard waits for 10, which never comes
+    settle_applied_heads(consumer, Progress(Table({"t:0": 15})), {"t"})
+    assert faust_commit_offset(consumer) == 15
+
+
+def test_a_lost_offset_not_yet_applied_is_left_to_the_refetch() -> None:
+    consumer = moved_partition(acked=[16, 17], committed=15)
+    settle_applied_heads(consumer, Progress(Table({"t:0": 15})), {"t"})
+    assert faust_commit_offset(consumer) is None
+    settle_applied_heads(consumer, Progress(Table({"t:0": 15})), {"other"})
+    assert consumer._acked[TP("t", 0)] == [16, 17]
 
 
 def test_a_partition_behind_its_end_that_does_not_move_is_fetched_again() -> None:
