@@ -9,6 +9,10 @@ does) refuses to save those dashboards through the API: push to a Grafana that d
 
 Annotations are organisation-wide and tagged ``duoli`` plus ``rule-push`` or
 ``model-promotion``; a dashboard shows them through an annotation query on those tags.
+A change may carry a unique tag too (``push:<id>``, ``promotion:<id>``), which
+``is_annotated`` looks up so that a change is annotated once, however often it is seen.
+Grafana splits a tag at its first colon into a key and a value and drops whatever follows
+a second one, so a unique tag has exactly one colon.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from grafana_client import GrafanaApi
-from grafana_client.client import GrafanaClientError, GrafanaException
-from niquests.exceptions import RequestException
+try:
+    from grafana_client import GrafanaApi
+    from grafana_client.client import GrafanaClientError, GrafanaException
+    from niquests.exceptions import RequestException
+except ImportError as exc:  # an optional extra
+    raise ImportError(
+        "Grafana support needs the grafana extra: URLLIB3_NO_OVERRIDE=1 "
+        "PIP_NO_BINARY=urllib3-future pip install 'duoli[grafana]'"
+    ) from exc
 
 from duoli.errors import DuoliError
 
@@ -34,9 +44,11 @@ __all__ = [
     "annotate",
     "annotate_model_promotion",
     "annotate_rule_push",
+    "close",
     "connect",
     "dashboard_payload",
     "ensure_folder",
+    "is_annotated",
     "load_dashboards",
     "push_dashboards",
 ]
@@ -66,6 +78,11 @@ def _translated(action: str) -> Iterator[None]:
 def connect(url: str, token: str | None = None, timeout: float = 5.0) -> GrafanaApi:
     """A client for the Grafana at ``url`` (``http://host:3000``), with a service-account token."""
     return GrafanaApi.from_url(url, credential=token, timeout=timeout)
+
+
+def close(api: GrafanaApi) -> None:
+    """Close the client's connections; grafana-client has no public way to."""
+    api.client.s.close()
 
 
 def load_dashboards(directory: Path = DASHBOARDS_DIR) -> list[dict[str, Any]]:
@@ -135,17 +152,26 @@ def annotate(api: GrafanaApi, text: str, tags: Iterable[str], at: datetime | Non
     return int(reply["id"])
 
 
+def is_annotated(api: GrafanaApi, tag: str) -> bool:
+    """Whether Grafana holds an annotation tagged ``duoli`` and ``tag``."""
+    with _translated(f"annotations tagged {tag}"):
+        found = api.annotations.find_annotations(tags=[TAG, tag], limit=1)
+    return bool(found)
+
+
 def annotate_rule_push(
     api: GrafanaApi,
     versions: Mapping[str, int],
     author: str,
     note: str = "",
     at: datetime | None = None,
+    key: str | None = None,
 ) -> int:
-    """Mark a rule push: ``versions`` maps each pushed rule to its new version."""
+    """Mark a rule push: ``versions`` maps each pushed rule to its new version; ``key`` is
+    an extra, unique tag for ``is_annotated``."""
     pushed = ", ".join(f"{rule_id} v{version}" for rule_id, version in versions.items())
     text = f"rules pushed by {author}: {pushed}" + (f" ({note})" if note else "")
-    return annotate(api, text, ["rule-push", *versions], at)
+    return annotate(api, text, ["rule-push", *versions, *_optional(key)], at)
 
 
 def annotate_model_promotion(
@@ -154,7 +180,13 @@ def annotate_model_promotion(
     previous: str,
     labels: int,
     at: datetime | None = None,
+    key: str | None = None,
 ) -> int:
-    """Mark a model promotion: ``champion`` replaced ``previous`` after ``labels`` labels."""
+    """Mark a model promotion: ``champion`` replaced ``previous`` after ``labels`` labels;
+    ``key`` is an extra, unique tag for ``is_annotated``."""
     text = f"model promoted: {champion} replaces {previous} ({labels} labels)"
-    return annotate(api, text, ["model-promotion", champion], at)
+    return annotate(api, text, ["model-promotion", champion, *_optional(key)], at)
+
+
+def _optional(tag: str | None) -> list[str]:
+    return [] if tag is None else [tag]

@@ -14,6 +14,7 @@ import click
 from duoli.control_cli import RULE_COMMANDS, lists
 from duoli.credit_cli import decisions, ledger
 from duoli.errors import DuoliError
+from duoli.grafana_cli import grafana
 from duoli.model_cli import models
 from duoli.settings import Settings, load_settings
 
@@ -261,6 +262,7 @@ cli.add_command(lists)
 cli.add_command(models)
 cli.add_command(decisions)
 cli.add_command(ledger)
+cli.add_command(grafana)
 
 
 def main() -> None:

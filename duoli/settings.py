@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -126,6 +126,14 @@ class Settings(BaseSettings):
         le=65535,
         description="Port on which a worker serves Prometheus metrics at /metrics. Unset: off.",
     )
+    grafana_url: str | None = Field(
+        None,
+        description="The Grafana (http://host:3000) that `duoli grafana push` and "
+        "`duoli grafana follow` write to. Unset: those commands refuse to run.",
+    )
+    grafana_token: SecretStr | None = Field(
+        None, description="Service-account token for DUOLI_GRAFANA_URL (Editor role)."
+    )
 
     @field_validator("dpd_thresholds", mode="before")
     @classmethod
@@ -145,6 +153,8 @@ class Settings(BaseSettings):
         """These settings as ``DUOLI_*`` variables, for the worker processes a tool starts."""
         env = {}
         for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
             text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
             env[f"DUOLI_{name.upper()}"] = text.lower() if isinstance(value, bool) else text
         return env

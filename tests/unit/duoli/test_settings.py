@@ -37,7 +37,11 @@ def test_embedded_unless_a_cluster_is_given():
 
 
 def test_settings_survive_the_trip_to_a_worker_process(monkeypatch):
-    settings = Settings(kafka_url="k:9092", dpd_thresholds=(3, 10), live_clock=False, partitions=2)
+    settings = Settings(
+        kafka_url="k:9092", dpd_thresholds=(3, 10), live_clock=False, partitions=2,
+        grafana_token="glsa_secret",
+    )  # fmt: skip
+    assert settings.as_env()["DUOLI_GRAFANA_TOKEN"] == "glsa_secret"
     for name, value in settings.as_env().items():
         monkeypatch.setenv(name, value)
     assert Settings() == settings
