@@ -1,3 +1,4 @@
 from duoli.cli import main
 
-main()
+if __name__ == "__main__":  # a spawned process imports this module too
+    main()

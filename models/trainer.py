@@ -139,18 +139,22 @@ class Trainer:
 
     def close_epochs(self) -> list[float]:
         """Apply every day the watermark has passed; the midnights closed, oldest first."""
+        return list(iter(self.close_next_day, None))
+
+    def close_next_day(self) -> float | None:
+        """Apply the oldest day the watermark has passed and return its closing midnight;
+        None when no day is due. One at a time, so each day can have its snapshot."""
         watermark = self.watermark()
         if watermark is None:
-            return []
+            return None
         boundary = day_start(watermark)
         if self.trained_through is None:
             self._close(boundary)
-            return [boundary]
-        closed = []
-        while self.trained_through < boundary:
+        elif self.trained_through < boundary:
             self._close(self.trained_through + DAY)
-            closed.append(self.trained_through)
-        return closed
+        else:
+            return None
+        return self.trained_through
 
     def snapshot(self) -> ModelSnapshot:
         """The models as of ``trained_through``, for every worker."""

@@ -1,42 +1,43 @@
-"""The trainer runs inside one worker: the one that owns partition 0 of the events topic
+"""The trainer belongs to one worker: the one that owns partition 0 of the events topic
 (``streams.elected``), so there is exactly one trainer while the group is stable. It reads
 the one-partition training topic without a consumer group: where it resumes is in its
-checkpoint (at most once a minute, after a closed day), so a new owner
-reads the training records again from there and goes on exactly as the old one would
-have: the trainer is deterministic. Learning is CPU work; it runs
-in a thread so that the worker's event loop keeps scoring.
+checkpoint (at most once a minute, after a closed day), so a new owner reads the training
+records again from there and goes on exactly as the old one would have: the trainer is
+deterministic. Learning runs in a process of its own (``streams.trainer_process``), so the
+worker's event loop keeps scoring at full speed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import aiokafka
-import orjson
 from aiokafka import TopicPartition
 
 from connectors.kafka_admin import LARGE_RECORD_BYTES
-from models.trainer import Trainer, TrainerConfig
+from models.trainer import TrainerConfig
 from streams.elected import ElectedService
-from streams.models import STATUS_KEY, snapshot_key
 from streams.topics import TopicNames
+from streams.trainer_process import (
+    CHECKPOINT_KEY,
+    Outputs,
+    learn,
+    next_offset,
+    start_trainer_process,
+)
 
 __all__ = ["CHECKPOINT_KEY", "TrainerService"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_KEY = b"checkpoint"
-CHECKPOINT_SECONDS = 60.0  # a checkpoint pickles the whole pending store: not every day
 MAX_RECORDS = 2000
 LARGE_FETCHES = {
     "fetch_max_bytes": LARGE_RECORD_BYTES,
     "max_partition_fetch_bytes": LARGE_RECORD_BYTES,
 }
-Outputs = list[tuple[str, bytes, bytes]]
 
 
 class TrainerService(ElectedService):
@@ -57,55 +58,42 @@ class TrainerService(ElectedService):
         )
         self.names = names
         self.config = config
-        self.trainer: Trainer | None = None
-        self._checkpointed = -CHECKPOINT_SECONDS
+        self.process: ProcessPoolExecutor | None = None
 
     def release(self) -> None:
-        self.trainer = None
+        """Stop the trainer process; a batch it is learning is not published."""
+        if self.process is not None:
+            self.process.shutdown(wait=False, cancel_futures=True)
+            self.process = None
+
+    async def on_stop(self) -> None:
+        self.release()
+        await super().on_stop()
 
     async def step(
         self, consumer: aiokafka.AIOKafkaConsumer, producer: aiokafka.AIOKafkaProducer
     ) -> None:
-        if self.trainer is None:
-            self.trainer = await self._resume()
-            consumer.seek(self._input, self.trainer.next_offset)
+        if self.process is None:
+            self.process, offset = await self._resume()
+            consumer.seek(self._input, offset)
         batches = await consumer.getmany(self._input, timeout_ms=200, max_records=MAX_RECORDS)
-        records = batches.get(self._input, [])
-        trainer = self.trainer
-        if records and trainer is not None:
-            outputs = await asyncio.to_thread(self._learn, trainer, records)
-            if self.trainer is trainer:  # not handed over meanwhile
+        records = [(record.value, record.offset) for record in batches.get(self._input, [])]
+        process = self.process
+        if records and process is not None:
+            loop = asyncio.get_running_loop()
+            outputs: Outputs = await loop.run_in_executor(process, learn, records)
+            if self.process is process:  # not handed over meanwhile
                 await _publish(producer, outputs)
 
-    def _learn(self, trainer: Trainer, records: Sequence[Any]) -> Outputs:
-        """Queue the records; for the days that close, the records to publish."""
-        for record in records:
-            try:
-                trainer.consume(orjson.loads(record.value), record.offset)
-            except Exception as error:  # one bad record must not stop the training
-                log.warning("training record at offset %d skipped: %s", record.offset, error)
-                trainer.next_offset = record.offset + 1
-        if not trainer.close_epochs():
-            return []
-        snapshot = trainer.snapshot()
-        log.info("trained through %s: %s", snapshot.as_of, snapshot.versions())
-        outputs = [
-            (self.names.models, snapshot_key(snapshot.as_of), snapshot.to_bytes()),
-            (self.names.models, STATUS_KEY, orjson.dumps(trainer.status())),
-        ]
-        if time.monotonic() - self._checkpointed >= CHECKPOINT_SECONDS:
-            outputs.append((self.names.trainer_state, CHECKPOINT_KEY, trainer.checkpoint()))
-            self._checkpointed = time.monotonic()
-        return outputs
-
-    async def _resume(self) -> Trainer:
-        """The last checkpoint, or a new trainer when there is none."""
+    async def _resume(self) -> tuple[ProcessPoolExecutor, int]:
+        """A trainer process from the last checkpoint, or with a new trainer when there is
+        none; and the offset to read on from."""
         data = await _last_value(self.broker_url, self.names.trainer_state)
-        if data is None:
-            return Trainer(self.config)
-        trainer = await asyncio.to_thread(Trainer.restore, data)
-        log.info("trainer resumed at offset %d", trainer.next_offset)
-        return trainer
+        process = start_trainer_process(self.config, data, self.names, log.getEffectiveLevel())
+        offset = await asyncio.get_running_loop().run_in_executor(process, next_offset)
+        if data is not None:
+            log.info("trainer resumed at offset %d", offset)
+        return process, offset
 
 
 async def _publish(producer: aiokafka.AIOKafkaProducer, outputs: Outputs) -> None:
