@@ -99,7 +99,8 @@ class AccountEngine:
         rules_only: bool = False,
     ) -> None:
         self.controls = controls
-        # Where only the rules matter (``duoli rules backtest``): no models, no decisions.
+        # Where only the rules matter (``duoli rules backtest``): no models, no decisions,
+        # no account view.
         self.rules_only = rules_only
         self.models: ModelSource = models or FixedModels()
         self.policy = policy or load_policy(settings.policy_file)
@@ -151,6 +152,8 @@ class AccountEngine:
         apply_event(state, event)
         if isinstance(event, Transaction) and outcome.rule_activity is not None:
             state.remember_hits(event.event_id, outcome.rule_activity.measured)
+        if self.rules_only:  # a backtest reads the rules' facts, not the account's view
+            return outcome
         if isinstance(event, InstallmentDue):
             outcome.training.append(self._bill(state, event))
         for repaid in sorted(open_bills - set(state.installments)):
@@ -158,7 +161,7 @@ class AccountEngine:
         now = state.latest_at
         facts = account_features(state, now, self.grace)
         pd = self._pd(facts, now)
-        if not self.rules_only and not isinstance(event, CreditLineOpened):
+        if not isinstance(event, CreditLineOpened):
             confirmed = isinstance(event, FraudLabel) and event.is_fraud
             known = (facts, pd) if event.at == now else (None, None)  # usually known
             signals = self._signals(state, event.at, confirmed, policy_hits(hits), *known)

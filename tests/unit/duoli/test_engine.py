@@ -921,3 +921,4 @@ def test_a_rules_only_engine_neither_scores_with_models_nor_decides(
     assert outcome.decisions == [] and not state.frozen
     assert outcome.score is None and outcome.training == []
     assert outcome.facts is not None and outcome.merchant_facts
+    assert outcome.account is None
