@@ -6,37 +6,15 @@ import json
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import redis
 
 from connectors.kafka_admin import ping
 from duoli.processes import stop_pid, wait_for
+from tests.integration.procfs import brokers_under, children_of, gone
 
 pytestmark = pytest.mark.integration
-
-
-def children_of(pid: int) -> list[int]:
-    """Live (non-zombie) child pids, from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
-def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True
-    return state == "Z"
 
 
 def duoli(args: list[str], env: dict[str, str], **options) -> subprocess.Popen[bytes]:
@@ -47,9 +25,8 @@ def duoli(args: list[str], env: dict[str, str], **options) -> subprocess.Popen[b
 def test_worker_starts_an_embedded_broker_and_stops_it_on_exit(isolated_env, stop_signal):
     worker = duoli(["worker"], isolated_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: children_of(worker.pid), timeout=30)
-        [broker_pid] = children_of(worker.pid)
-        assert "tansu" in Path(f"/proc/{broker_pid}/cmdline").read_text()
+        assert wait_for(lambda: brokers_under(worker.pid), timeout=30)
+        [broker_pid] = brokers_under(worker.pid)
         worker.send_signal(stop_signal)
         worker.wait(30)
         assert wait_for(lambda: gone(broker_pid), timeout=10)
@@ -134,7 +111,7 @@ def test_with_a_cluster_configured_nothing_is_started(broker, isolated_env):
     isolated_env["DUOLI_KAFKA_URL"] = broker.url
     worker = duoli(["worker"], isolated_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert not wait_for(lambda: children_of(worker.pid), timeout=8)
+        assert not wait_for(lambda: brokers_under(worker.pid), timeout=8)
         assert worker.poll() is None  # running, against the given cluster
     finally:
         stop_pid(worker)

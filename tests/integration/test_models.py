@@ -9,13 +9,13 @@ import subprocess
 import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from duoli.processes import WorkerProcess, wait_for
 from duoli.simulate import SimulationConfig, simulate
+from tests.integration.procfs import children_of, gone
 
 pytestmark = pytest.mark.integration
 
@@ -58,23 +58,6 @@ def _status_through(running: Any, day: str) -> dict[str, Any]:
 def _learned_labels(status: dict[str, Any]) -> int:
     counters = status["counters"]
     return counters["fraud_labels"] + counters["legit_labels"]
-
-
-def _running_parents() -> dict[int, int]:
-    """Every running process (not a zombie) and its parent's pid, from /proc."""
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except OSError:  # it ended meanwhile
-            continue
-        if state != "Z":
-            parents[int(stat.parent.name)] = int(parent)
-    return parents
-
-
-def _running_children(pid: int | None) -> set[int]:
-    return {child for child, parent in _running_parents().items() if parent == pid}
 
 
 def _trainer(workers: list[WorkerProcess]) -> WorkerProcess:
@@ -124,9 +107,9 @@ def test_the_trainer_moves_with_its_worker_and_goes_on_from_its_checkpoint(pipel
     before = _status_through(running, "2026-01-12")
 
     owner = _trainer(running.workers)
-    learning = _running_children(owner.pid)  # the trainer's process, among others
+    learning = set(children_of(owner.pid))  # the trainer's process, among others
     owner.kill()  # SIGKILL: no flush, no commit, no last checkpoint
-    assert learning and wait_for(lambda: not learning & _running_parents().keys(), timeout=10)
+    assert learning and wait_for(lambda: all(map(gone, learning)), timeout=10)
     running.start_worker()
     running.feed_by_day(events[half:])
 
