@@ -22,32 +22,23 @@ from typing import Any
 
 import orjson
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from connectors.control_topic import read_audit
 from connectors.kafka_admin import produce
 from duoli.cli import cli
 from duoli.grafana_cli import push_key
+from duoli.processes import stop_pid
 from duoli.settings import load_settings
 from models.learners import Promotion
 from models.trainer import Trainer
 from rules.control import parse_time
 from streams.models import STATUS_KEY
+from tests.integration.test_control_cli import BIG, SMALL, rules_yaml
 from tests.unit.connectors.test_grafana import Annotations, serving
 
 pytestmark = pytest.mark.integration
 
-BIG = {
-    "id": "big",
-    "description": "a large amount",
-    "expression": "amount >= 1000",
-    "severity": "medium",
-    "action": "alert",
-    "mode": "shadow",
-    "version": 1,
-}
-SMALL = {**BIG, "id": "small", "expression": "amount < 1", "severity": "low"}
 DAY = 1772323200.0  # 2026-03-01T00:00:00Z, a day boundary as the trainer promotes at
 DEADLINE = 15.0
 
@@ -55,7 +46,7 @@ Follower = tuple["subprocess.Popen[bytes]", Path]
 
 
 def _rules(path: Path, *rules: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump({"rules": list(rules)}, sort_keys=False))
+    path.write_text(rules_yaml(*rules))
     return path
 
 
@@ -93,17 +84,7 @@ def start_follower(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Follow
 
     yield start
     for process in started:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_pid(process, grace=5)
 
 
 def _wait_for(lines: int, text: str, log: Path) -> list[str]:
@@ -136,7 +117,7 @@ def test_the_follower_annotates_each_change_once_even_when_restarted(
         }  # fmt: skip
         first, output = start_follower(follower_env)
         _wait_for(2, "annotated", output)
-        _stop(first)
+        stop_pid(first, grace=5)
         [promotion, push] = store.saved  # the push is posted once the audit topic is quiet
         _, output = start_follower(follower_env)
         _wait_for(2, "already annotated", output)
