@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import aiokafka
@@ -71,6 +72,15 @@ class TrainerService(ElectedService):
         await super().on_stop()
 
     async def step(
+        self, consumer: aiokafka.AIOKafkaConsumer, producer: aiokafka.AIOKafkaProducer
+    ) -> None:
+        try:
+            await self._train(consumer, producer)
+        except BrokenProcessPool:  # killed, or out of memory: start again from the checkpoint
+            log.error("the trainer process died; resuming from the last checkpoint")
+            self.release()
+
+    async def _train(
         self, consumer: aiokafka.AIOKafkaConsumer, producer: aiokafka.AIOKafkaProducer
     ) -> None:
         if self.process is None:

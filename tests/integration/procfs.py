@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["brokers_under", "children_of", "gone", "running_parents"]
+__all__ = ["brokers_under", "children_of", "command_line", "gone", "running_parents"]
 
 
 def running_parents() -> dict[int, int]:
@@ -27,14 +27,14 @@ def children_of(pid: int | None) -> list[int]:
 def brokers_under(pid: int | None) -> list[int]:
     """The children of ``pid`` that run the embedded broker (Tansu); a worker's other child,
     its trainer process, does not count."""
-    return [child for child in children_of(pid) if "tansu" in _command_line(child)]
+    return [child for child in children_of(pid) if "tansu" in command_line(child)]
 
 
 def gone(pid: int) -> bool:
     return pid not in running_parents()
 
 
-def _command_line(pid: int) -> str:
+def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:

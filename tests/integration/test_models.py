@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -15,7 +16,7 @@ import pytest
 
 from duoli.processes import WorkerProcess, wait_for
 from duoli.simulate import SimulationConfig, simulate
-from tests.integration.procfs import children_of, gone
+from tests.integration.procfs import children_of, command_line, gone
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +121,21 @@ def test_the_trainer_moves_with_its_worker_and_goes_on_from_its_checkpoint(pipel
     )
     late = {day: v for day, v in _versions_by_day(running.scores()).items() if day >= "2026-01-13"}
     assert all(versions == {f"fraud-logistic-{_day_before(day)}"} for day, versions in late.items())
+
+
+def test_a_killed_trainer_process_is_started_again_and_learning_goes_on(pipeline):
+    events = _book()
+    half = next(i for i, e in enumerate(events) if e["occurred_at"] >= "2026-01-13")
+    running = pipeline(workers=1, **MODELS)
+    running.feed_by_day(events[:half])
+    [worker] = running.workers
+    [learning] = [pid for pid in children_of(worker.pid) if "spawn_main" in command_line(pid)]
+    os.kill(learning, signal.SIGKILL)
+    running.feed_by_day(events[half:])
+
+    after = _status_through(running, "2026-01-24")
+    assert _learned_labels(after) == _labels_known_before(events, "2026-01-24T00:00:00Z")
+    assert "the trainer process died" in _log(worker) and worker.alive()
 
 
 def test_after_a_whole_restart_the_models_come_back_and_learning_goes_on(pipeline):
