@@ -18,7 +18,7 @@ from duoli.errors import InvalidEvent
 from duoli.events import parse_event
 from duoli.settings import Settings, load_settings
 from streams._faust_compat import cap_fetch_wait
-from streams.agents import BATCH_LINGER, BATCH_SIZE, batches
+from streams.agents import BATCH_LINGER, BATCH_SIZE, EventBatches
 from streams.app import create_app
 from streams.topics import TopicNames
 
@@ -33,13 +33,15 @@ def build_bare_app(settings: Settings, broker_url: str) -> faust.App:
 
     @app.agent(topic, name="parse_only")
     async def parse_only(stream: Any) -> None:
-        async for batch in batches(stream, BATCH_SIZE, BATCH_LINGER):
+        source = EventBatches(stream, BATCH_SIZE, BATCH_LINGER)
+        async for batch in source:
             invalid = 0
             for event in batch:
                 try:
                     parse_event(event.value, max_amount)
                 except InvalidEvent:  # the real agent dead-letters it; here it only counts
                     invalid += 1
+            await source.ack(batch)
 
     return app
 

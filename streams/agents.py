@@ -1,53 +1,66 @@
-"""The agents: thin loops that batch messages, call the processors and commit the batch.
+"""The agents: thin loops that batch messages, call the processors and store the batch.
 
-A batch is acknowledged only after the loop body returns, and the body ends by storing
-its outputs, then its state (Faust flushes the producer before every offset commit), so
-an offset is never committed before its outputs and state exist.
+A batch is processed in memory, then stored while the next one is processed: its outputs
+first, then its state (Faust flushes the producer before every offset commit), then its
+events are acknowledged. So an offset is never committed before its outputs and state
+exist, and the worker computes instead of waiting for the broker. At most one batch is
+being stored at a time, in order. A batch that cannot be stored stops the worker: its
+tables in memory are already past it, and a restart recovers them from the changelogs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from duoli.metrics import WorkerMetrics
-from streams._faust_compat import seal_changelogs, write_table
+from streams._faust_compat import Record, send_changelogs, write_table
 from streams.processing import AccountProcessor, Batch, MerchantProcessor, count_events
 from streams.progress import Progress
 
-__all__ = ["register_agents"]
+__all__ = ["EventBatches", "register_agents"]
 
 BATCH_SIZE = 2000
 BATCH_LINGER = 0.005
 
 Process = Callable[[Batch, list[Any]], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 
-async def batches(stream: Any, size: int, linger: float) -> AsyncIterator[list[Any]]:
-    """Yield the stream's events in batches; each is acknowledged once the caller is done.
+class EventBatches:
+    """A stream's events in batches, acknowledged only when the caller says so.
 
     A batch closes at ``size`` events, or when no more is waiting ``linger`` seconds after
     its first event. Faust's own ``take_events`` could acknowledge an event that arrived
-    while a batch was being processed without ever yielding it; this loop acknowledges
-    only what it yielded.
+    while a batch was being processed without ever yielding it; here only what was
+    yielded is acknowledged, and only through ``ack``.
     """
-    manual = stream.noack()
-    queue = stream.channel.queue
-    clock = asyncio.get_running_loop().time
-    batch: list[Any] = []
-    deadline = 0.0
-    async for event in manual.events():
-        if not batch:
-            deadline = clock() + linger
-        batch.append(event)
-        if len(batch) < size and await _more_before(queue, deadline, clock):
-            continue
-        yield batch
-        for done in batch:
-            await manual.ack(done)
-        batch = []
+
+    def __init__(self, stream: Any, size: int, linger: float) -> None:
+        self.manual = stream.noack()
+        self.queue = stream.channel.queue
+        self.size = size
+        self.linger = linger
+
+    async def __aiter__(self) -> AsyncIterator[list[Any]]:
+        clock = asyncio.get_running_loop().time
+        batch: list[Any] = []
+        deadline = 0.0
+        async for event in self.manual.events():
+            if not batch:
+                deadline = clock() + self.linger
+            batch.append(event)
+            if len(batch) < self.size and await _more_before(self.queue, deadline, clock):
+                continue
+            yield batch
+            batch = []
+
+    async def ack(self, events: list[Any]) -> None:
+        for event in events:
+            await self.manual.ack(event)
 
 
 async def _more_before(queue: Any, deadline: float, clock: Callable[[], float]) -> bool:
@@ -57,7 +70,17 @@ async def _more_before(queue: Any, deadline: float, clock: Callable[[], float]) 
     return not queue.empty()
 
 
-async def _commit(app: Any, batch: Batch, sink: Any, metrics: WorkerMetrics) -> None:
+def _apply_writes(batch: Batch) -> list[Record]:
+    """The batch's table writes, now in memory for the next batch, as changelog records."""
+    return [
+        write_table(table, key, value, partition)
+        for (table, key), (value, partition) in batch.writes.items()
+    ]
+
+
+async def _store(
+    app: Any, batch: Batch, changelogs: list[Record], sink: Any, metrics: WorkerMetrics
+) -> None:
     """Outputs first, acknowledged, then the state that marks their events as done.
 
     After a crash, an event whose state reached the changelog is skipped as a duplicate
@@ -70,9 +93,7 @@ async def _commit(app: Any, batch: Batch, sink: Any, metrics: WorkerMetrics) -> 
         )
     await asyncio.gather(app.producer.flush(), sink.flush())
     metrics.record(batch.tally)
-    for (table, key), (value, changelog_partition) in batch.writes.items():
-        await write_table(app.producer, table, key, value, changelog_partition)
-    await seal_changelogs(app.producer, batch.writes)
+    await send_changelogs(app.producer, changelogs)
 
 
 def _admitted(progress: Progress, batch: Batch, events: list[Any]) -> list[Any]:
@@ -118,16 +139,36 @@ def register_agents(
     ready: Callable[[], Awaitable[None]],
     metrics: WorkerMetrics,
 ) -> None:
-    """Both agents run the same loop: batch, admit in offset order, process, commit."""
+    """Both agents run the same loop: batch, admit in offset order, process, store."""
     clock_topic = topics.names.clock
 
+    async def store(
+        batch: Batch, changelogs: list[Record], source: EventBatches, events: list[Any], sink: Any
+    ) -> None:
+        try:
+            await _store(app, batch, changelogs, sink, metrics)
+        except Exception as error:
+            log.critical("a batch could not be stored; the worker stops: %r", error)
+            await app.crash(error)
+            raise
+        await source.ack(events)
+
     async def run(stream: Any, process: Process, sink: Any) -> None:
-        async for received in batches(stream, BATCH_SIZE, BATCH_LINGER):
-            with progress.working(received):
-                await ready()
-                batch = Batch()
-                await process(batch, _admitted(progress, batch, received))
-                await _commit(app, batch, sink, metrics)
+        source = EventBatches(stream, BATCH_SIZE, BATCH_LINGER)
+        storing: asyncio.Future[None] | None = None
+        try:
+            async for received in source:
+                with progress.working(received):
+                    await ready()
+                    batch = Batch()
+                    await process(batch, _admitted(progress, batch, received))
+                changelogs = _apply_writes(batch)
+                if storing is not None:
+                    await storing
+                storing = asyncio.ensure_future(store(batch, changelogs, source, received, sink))
+        finally:
+            if storing is not None:
+                await asyncio.shield(storing)
 
     @app.agent(topics.account_input, name="score_accounts")
     async def score_accounts(stream: Any) -> None:
