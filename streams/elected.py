@@ -17,6 +17,8 @@ import aiokafka
 from aiokafka import TopicPartition
 from mode import Service
 
+from streams._faust_compat import BACKGROUND_FETCH_WAIT_MS
+
 __all__ = ["ElectedService"]
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class ElectedService(Service):
             bootstrap_servers=self.broker_url,
             enable_auto_commit=False,
             group_id=None,
+            fetch_max_wait_ms=BACKGROUND_FETCH_WAIT_MS,
             **self._consumer_options,
         )
         self._producer = aiokafka.AIOKafkaProducer(

@@ -16,6 +16,7 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from connectors.kafka_admin import LARGE_RECORD_BYTES
+from streams._faust_compat import BACKGROUND_FETCH_WAIT_MS
 
 __all__ = ["TopicFollower"]
 
@@ -40,6 +41,7 @@ class TopicFollower(Service):
             bootstrap_servers=self.broker_url,
             enable_auto_commit=False,
             group_id=None,
+            fetch_max_wait_ms=BACKGROUND_FETCH_WAIT_MS,
             fetch_max_bytes=LARGE_RECORD_BYTES,
             max_partition_fetch_bytes=LARGE_RECORD_BYTES,
         )

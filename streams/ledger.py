@@ -23,6 +23,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from duoli.ledger import Ledger
+from streams._faust_compat import BACKGROUND_FETCH_WAIT_MS
 from streams.elected import ElectedService
 from streams.topics import TopicNames
 
@@ -158,7 +159,11 @@ class LedgerService(ElectedService):
 
 def _consumer(url: str) -> aiokafka.AIOKafkaConsumer:
     return aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=url, enable_auto_commit=False, group_id=None, **EARLIEST
+        bootstrap_servers=url,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=BACKGROUND_FETCH_WAIT_MS,
+        **EARLIEST,
     )
 
 

@@ -20,6 +20,7 @@ from aiokafka import TopicPartition
 
 from connectors.kafka_admin import LARGE_RECORD_BYTES
 from models.trainer import TrainerConfig
+from streams._faust_compat import BACKGROUND_FETCH_WAIT_MS
 from streams.elected import ElectedService
 from streams.topics import TopicNames
 from streams.trainer_process import (
@@ -114,7 +115,11 @@ async def _publish(producer: aiokafka.AIOKafkaProducer, outputs: Outputs) -> Non
 
 def _consumer(url: str) -> aiokafka.AIOKafkaConsumer:
     return aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=url, enable_auto_commit=False, group_id=None, **LARGE_FETCHES
+        bootstrap_servers=url,
+        enable_auto_commit=False,
+        group_id=None,
+        fetch_max_wait_ms=BACKGROUND_FETCH_WAIT_MS,
+        **LARGE_FETCHES,
     )
 
 
