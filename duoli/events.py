@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -62,9 +63,9 @@ class _Event(BaseModel):
 
     _utc = field_validator("occurred_at")(_as_utc)
 
-    @property
+    @cached_property
     def at(self) -> float:
-        """Event time in epoch seconds."""
+        """Event time in epoch seconds (read several times per event, so kept)."""
         return self.occurred_at.timestamp()
 
 

@@ -21,9 +21,10 @@ replay gives the same figures as live traffic.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 __all__ = [
     "MerchantFact",
@@ -96,10 +97,8 @@ def merchant_features(buckets: Buckets, today: int) -> dict[str, Any]:
 
 def encode_buckets(buckets: Buckets) -> str:
     """The Redis form: one JSON field per merchant, rewritten whole so old days vanish."""
-    return json.dumps(
-        {str(day): bucket for day, bucket in sorted(buckets.items())}, separators=(",", ":")
-    )
+    return orjson.dumps({str(day): bucket for day, bucket in sorted(buckets.items())}).decode()
 
 
 def decode_buckets(text: str | None) -> Buckets:
-    return {int(day): bucket for day, bucket in json.loads(text).items()} if text else {}
+    return {int(day): bucket for day, bucket in orjson.loads(text).items()} if text else {}
