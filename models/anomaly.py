@@ -29,12 +29,13 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from river import anomaly
 
 from models.features import FRAUD_INPUTS
 
-__all__ = ["FRAUD_LIMITS", "AnomalyDetector"]
+__all__ = ["FRAUD_LIMITS", "AnomalyDetector", "FrozenDetector"]
 
 FRAUD_LIMITS: dict[str, tuple[float, float]] = {
     spec.name: (spec.low, spec.high) for spec in FRAUD_INPUTS
@@ -85,9 +86,11 @@ class AnomalyDetector:
         if not self._sorted:
             return 0.0
         raw = float(self.model.score_one(self._row(x)))
-        lower = bisect_left(self._sorted, raw) + bisect_right(self._sorted, raw)
-        share = lower / (2 * len(self._sorted))  # ties count half
-        return share ** (math.log(0.5) / math.log(1 - self.top_share))
+        return _against(self._sorted, raw, self.top_share)
+
+    def frozen(self) -> FrozenDetector:
+        """A copy that only scores, exactly as this one does now."""
+        return FrozenDetector(self)
 
     def _remember(self, raw: float) -> None:
         self._recent.append(raw)
@@ -98,3 +101,72 @@ class AnomalyDetector:
 
     def _row(self, x: Mapping[str, float]) -> dict[str, float]:
         return {name: x[name] for name in self.features}
+
+
+def _against(reference: Sequence[float], raw: float, top_share: float) -> float:
+    """A raw score read against the sorted reference scores (see the module's docstring)."""
+    lower = bisect_left(reference, raw) + bisect_right(reference, raw)
+    share = lower / (2 * len(reference))  # ties count half
+    return share ** (math.log(0.5) / math.log(1 - top_share))
+
+
+class FrozenDetector:
+    """The scoring half of an ``AnomalyDetector``, flattened, for the model snapshots.
+
+    River's trees are objects, one per node: unpickling a snapshot's 25 trees took a
+    worker about 25 ms per model version, and walking them most of the detector's cost.
+    Here each tree is three lists in heap order (node ``i`` has children ``2i + 1`` and
+    ``2i + 2``): the split's input, its threshold, and the node's mass in the reference
+    window. ``score_one`` walks them exactly as ``HalfSpaceTrees.score_one`` walks the
+    nodes, and reads the result as ``AnomalyDetector.score_one`` does.
+    """
+
+    def __init__(self, detector: AnomalyDetector) -> None:
+        model = detector.model
+        self.features = detector.features
+        self.top_share = detector.top_share
+        self.height = model.height
+        self.size_limit = model.size_limit
+        self.max_score = model._max_score
+        self.reference = tuple(detector._sorted)
+        index = {name: position for position, name in enumerate(self.features)}
+        self.trees = tuple(_flatten(tree, index) for tree in model.trees)
+
+    def score_one(self, x: Mapping[str, float]) -> float:
+        """The same value as the detector it was made from gives for ``x``."""
+        if not self.reference:
+            return 0.0
+        row = [x[name] for name in self.features]
+        total = sum(self._walk(tree, row) for tree in self.trees)
+        return _against(self.reference, 1 - total / self.max_score, self.top_share)
+
+    def _walk(self, tree: _FlatTree, row: list[float]) -> float:
+        features, thresholds, masses = tree
+        node, weight, score = 0, 1, 0.0
+        for _ in range(self.height):
+            mass = masses[node]
+            score += mass * weight
+            if mass < self.size_limit:
+                return score
+            node = 2 * node + (1 if row[features[node]] < thresholds[node] else 2)
+            weight <<= 1
+        return score + masses[node] * weight
+
+
+_FlatTree = tuple[list[int], list[float], list[float]]
+
+
+def _flatten(root: Any, index: Mapping[str, int]) -> _FlatTree:
+    """A padded tree (full to its height) as heap-ordered lists; leaves split on nothing."""
+    features: list[int] = []
+    thresholds: list[float] = []
+    masses: list[float] = []
+    level = [root]
+    while level:
+        for node in level:
+            leaf = not getattr(node, "children", None)
+            features.append(-1 if leaf else index[node.feature])
+            thresholds.append(0.0 if leaf else float(node.threshold))
+            masses.append(float(node.r_mass))
+        level = [child for node in level for child in getattr(node, "children", ())]
+    return features, thresholds, masses

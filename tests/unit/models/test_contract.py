@@ -394,3 +394,15 @@ def test_window_figures_expire_with_event_time(monkeypatch):
 def test_fraud_inputs_cover_every_input_the_models_read():
     assert tuple(spec.name for spec in FRAUD_INPUTS) == FRAUD_FEATURES
     assert set(trained_detector().features) == set(FRAUD_FEATURES)
+
+
+def test_the_frozen_detector_scores_as_the_detector_and_holds_no_tree_objects():
+    detector = AnomalyDetector(window_size=100, reference_size=300)
+    rng = random.Random(9)
+    for _ in range(700):
+        detector.learn_one(fraud_example(rng)[0])
+    frozen = detector.frozen()
+    probes = [fraud_example(rng)[0] for _ in range(200)]
+    assert [frozen.score_one(x) for x in probes] == [detector.score_one(x) for x in probes]
+    assert len({frozen.score_one(x) for x in probes}) > 10  # not a constant
+    assert b"river" in pickle.dumps(detector) and b"river" not in pickle.dumps(frozen)
