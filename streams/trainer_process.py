@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import orjson
 
+from duoli.runtime import calm_garbage_collector
 from models.trainer import Trainer, TrainerConfig
 from streams.models import STATUS_KEY, snapshot_key
 from streams.topics import TopicNames
@@ -96,12 +97,11 @@ def _begin(
     config: TrainerConfig, checkpoint: bytes | None, names: TopicNames, level: int, parent: int
 ) -> None:
     global _learning
-    logging.basicConfig(
-        level=level, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
-    )
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     trainer = Trainer.restore(checkpoint) if checkpoint else Trainer(config)
     _learning = _Learning(trainer, names)
+    calm_garbage_collector()
 
 
 def _exit_with(parent: int) -> None:

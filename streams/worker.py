@@ -9,6 +9,7 @@ import faust
 
 from connectors.broker import EmbeddedBroker
 from connectors.kafka_admin import ensure_topics
+from duoli.runtime import calm_garbage_collector
 from duoli.settings import Settings
 from streams.app import build_app
 from streams.topics import topic_specs
@@ -35,4 +36,5 @@ def run_worker(settings: Settings, broker_url: str | None = None) -> None:
         # The terminal spinner sets the root logger to DEBUG, and the Kafka clients then
         # build a log record per message: about 9% of a worker's CPU.
         worker.spinner = None
+        calm_garbage_collector()
         worker.execute_from_commandline()
