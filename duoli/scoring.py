@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from hashlib import sha256
 from typing import Any
 
@@ -38,6 +39,7 @@ ACTIONS = ("allow", "alert", "review", "block")
 MODEL_SEVERITY = "high"  # of a fraud alert the model's score raised
 
 
+@lru_cache(maxsize=4096)  # an event's outputs carry its time several times
 def iso(at: float) -> str:
     """Event time as ISO-8601 UTC, the only clock that appears in outputs."""
     return datetime.fromtimestamp(at, UTC).isoformat().replace("+00:00", "Z")
