@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from duoli.errors import ConfigError
 from models.candidates import LogisticCandidate, TreeCandidate, sigmoid
 from models.metrics import roc_auc
 
@@ -102,3 +103,44 @@ def test_an_untrained_candidate_is_undecided_and_explains_nothing_away():
     x = {"amount": 5.0, "prior_tx": 5.0, "new_device": 0.0}
     assert LogisticCandidate(FEATURES).predict_proba_one(x) == 0.5
     assert TreeCandidate(FEATURES).explain(x) == []
+
+
+def test_a_nearly_constant_input_does_not_take_over_a_bounds_scaled_model():
+    """A book without credit lines: every limit is the default, a few were cut once. A
+    running scaler divides those few by a tiny deviation; fixed bounds keep them small."""
+    rng = random.Random(4)
+
+    def example():
+        limit = 3.6 if rng.random() < 0.02 else 3.7
+        x = {"amount": rng.uniform(0, 12), "log_credit_limit": limit}
+        return x, x["amount"] > 10 or rng.random() < 0.01
+
+    features = ("amount", "log_credit_limit")
+    running = LogisticCandidate(features, bins=10)
+    bounded = LogisticCandidate(features, bins=10, scaling="bounds", optimizer="adam")
+    for _ in range(6000):
+        x, y = example()
+        running.learn_one(x, y)
+        bounded.learn_one(x, y)
+    pairs = [example() for _ in range(3000)]
+    assert auc_on(bounded, pairs) > 0.95
+
+    def lift(model):
+        cut, kept = (
+            {"amount": 2.0, "log_credit_limit": 3.6},
+            {"amount": 2.0, "log_credit_limit": 3.7},
+        )
+        return model.predict_proba_one(cut) / model.predict_proba_one(kept)
+
+    assert lift(running) > 1.3 and abs(lift(bounded) - 1) < 0.05
+
+
+def auc_on(model, pairs):
+    return roc_auc([y for _, y in pairs], [model.predict_proba_one(x) for x, _ in pairs])
+
+
+def test_scaling_and_optimizer_are_checked():
+    with pytest.raises(ConfigError, match="scaling"):
+        LogisticCandidate(FEATURES, scaling="minmax")
+    with pytest.raises(ConfigError, match="optimizer"):
+        LogisticCandidate(FEATURES, optimizer="lbfgs")

@@ -108,11 +108,11 @@ def test_status_is_json_ready_and_names_the_champion():
     learner = FraudLearner(LearningConfig(warmup_positives=5))
     feed(learner, 500)
     status = json.loads(json.dumps(learner.status()))
-    assert status["champion"] == "logistic" == next(iter(status["candidates"]))
-    assert status["candidates"]["logistic"]["role"] == "champion"
+    assert status["champion"] == "binned" == next(iter(status["candidates"]))
+    assert status["candidates"]["binned"]["role"] == "champion"
     assert {c["role"] for c in status["candidates"].values()} == {"champion", "challenger"}
-    assert status["candidates"]["logistic"]["window_labels"] == 500
-    assert 0.5 < status["candidates"]["logistic"]["roc_auc"] <= 1.0
+    assert status["candidates"]["binned"]["window_labels"] == 500
+    assert 0.5 < status["candidates"]["binned"]["roc_auc"] <= 1.0
     assert status["promotions"] == []
 
 
