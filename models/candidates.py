@@ -29,6 +29,10 @@ last rounding), and later learning does not change it.
   weigh the average of two candidates as a challenger without learning anything twice.
 
 Positives are rare, so a positive label weighs ``positive_weight`` times a negative one.
+Every probability is then given back as if they weighed the same (its odds divided by
+the weight, the usual prior correction): without it a probability overstates the odds
+``positive_weight`` times, by a factor that differs between candidates, so neither a
+threshold on the score nor a ranking across model versions would mean anything.
 
 >>> import random
 >>> rng = random.Random(1)
@@ -69,6 +73,7 @@ __all__ = [
     "TreeCandidate",
     "TreePredictor",
     "sigmoid",
+    "unweighted",
 ]
 
 Contributions = list[tuple[str, float]]
@@ -101,6 +106,14 @@ def sigmoid(logit: float) -> float:
     if logit > 30:
         return 1.0
     return 1 / (1 + math.exp(-logit))
+
+
+def unweighted(probability: float, positive_weight: float) -> float:
+    """The probability learned with positives weighing ``positive_weight`` times, as if
+    every example had weighed the same: the odds divided by the weight."""
+    if positive_weight == 1.0 or probability <= 0.0:
+        return probability
+    return probability / (probability + (1 - probability) * positive_weight)
 
 
 def top(contributions: Contributions, k: int) -> Contributions:
@@ -151,7 +164,8 @@ class LogisticCandidate:
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
         row = {name: x[name] for name in self.features}
-        return float(self.model.predict_proba_one(self._design(row))[True])
+        weighted = float(self.model.predict_proba_one(self._design(row))[True])
+        return unweighted(weighted, self.positive_weight)
 
     def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions:
         return self.frozen().explain(x, k)
@@ -166,7 +180,7 @@ class LogisticCandidate:
             means=self.scaler.centres(),
             stds=self.scaler.spreads(),
             weights=tuple(weights.get(name, 0.0) for name in self.features),
-            intercept=float(self.model.intercept),
+            intercept=float(self.model.intercept) - math.log(self.positive_weight),
             slices=self._slices,
             bin_weights=tuple(
                 tuple(weights.get(_bin_key(name, b), 0.0) for b in range(self.bins))
@@ -375,7 +389,7 @@ class TreeCandidate:
         return top(self.score(x)[1], k)
 
     def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
-        return TreePredictor(self.model, self.features).score(x)
+        return TreePredictor(self.model, self.features, self.positive_weight).score(x)
 
     def frozen(self) -> TreePredictor:
         """A copy without the leaves' split statistics: with majority-class leaves they
@@ -385,7 +399,7 @@ class TreeCandidate:
         for leaf in root.iter_leaves() if hasattr(root, "iter_leaves") else [root]:
             if hasattr(leaf, "splitters"):
                 leaf.splitters = {}
-        return TreePredictor(model, self.features)
+        return TreePredictor(model, self.features, self.positive_weight)
 
     def _row(self, x: Mapping[str, float]) -> dict[str, float]:
         return {name: x[name] for name in self.features}
@@ -394,17 +408,18 @@ class TreeCandidate:
 class TreePredictor:
     """A tree that predicts and explains, never learns."""
 
-    __slots__ = ("features", "model")
+    __slots__ = ("features", "model", "positive_weight")
 
-    def __init__(self, model: Any, features: tuple[str, ...]) -> None:
+    def __init__(self, model: Any, features: tuple[str, ...], positive_weight: float = 1.0) -> None:
         self.model = model
         self.features = features
+        self.positive_weight = positive_weight
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.model, self.features)
+        return (self.model, self.features, self.positive_weight)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.model, self.features = state
+        self.model, self.features, self.positive_weight = state
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
         return self.score(x)[0]
@@ -414,12 +429,13 @@ class TreePredictor:
 
     def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
         """One walk down the tree: the leaf's positive share (what a majority-class leaf
-        predicts) and the change of that share at each split on the way."""
+        predicts), unweighted, and the change of that share at each split on the way."""
         root = getattr(self.model, "_root", None)
         if root is None:
             return 0.0, []
         nodes = list(root.walk(x)) if hasattr(root, "walk") else [root]
-        return _positive_share(nodes[-1].stats) or 0.0, _path_contributions(nodes)
+        share = _positive_share(nodes[-1].stats) or 0.0
+        return unweighted(share, self.positive_weight), _path_contributions(nodes)
 
 
 def _positive_share(stats: Mapping[Any, float]) -> float | None:

@@ -101,7 +101,9 @@ def test_tree_learns_a_threshold_and_credits_the_split_feature():
 
 def test_an_untrained_candidate_is_undecided_and_explains_nothing_away():
     x = {"amount": 5.0, "prior_tx": 5.0, "new_device": 0.0}
-    assert LogisticCandidate(FEATURES).predict_proba_one(x) == 0.5
+    other = {"amount": 11.0, "prior_tx": 0.0, "new_device": 1.0}
+    model = LogisticCandidate(FEATURES, positive_weight=1)
+    assert model.predict_proba_one(x) == model.predict_proba_one(other) == 0.5
     assert TreeCandidate(FEATURES).explain(x) == []
 
 
@@ -144,3 +146,24 @@ def test_scaling_and_optimizer_are_checked():
         LogisticCandidate(FEATURES, scaling="minmax")
     with pytest.raises(ConfigError, match="optimizer"):
         LogisticCandidate(FEATURES, optimizer="lbfgs")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LogisticCandidate(FEATURES, bins=6, scaling="bounds", optimizer="adam"),
+        lambda: TreeCandidate(FEATURES, grace_period=100),
+    ],
+)
+def test_a_probability_reads_at_the_true_rate_whatever_the_positive_weight(make):
+    """Positives weigh 20 (or 5) times when learning, not when the score is read: about a
+    third of large amounts are fraud here, and the model says about a third, not 90%."""
+    rng = random.Random(8)
+    model = make()
+    for x, _ in stream(20_000, 2, large):
+        model.learn_one(x, large(x) and rng.random() < 1 / 3)
+    risky = {"amount": 10.5, "prior_tx": 5.0, "new_device": 0.0}
+    calm = {"amount": 3.0, "prior_tx": 5.0, "new_device": 0.0}
+    assert 0.2 < model.predict_proba_one(risky) < 0.5
+    assert model.predict_proba_one(calm) < 0.05
+    assert model.frozen().predict_proba_one(risky) == pytest.approx(model.predict_proba_one(risky))
