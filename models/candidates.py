@@ -19,7 +19,7 @@ last rounding), and later learning does not change it.
   those few accounts as fraud; fixed bounds cannot. Adam gives the weight of a rare bin
   that matters (a merchant with confirmed frauds) steps as large as a common one's, so a
   few hundred frauds are enough. Without bins it does not help: every weight then moves
-  almost in step after each heavily weighted fraud, so the plain model keeps SGD.
+  almost in step after each heavily weighted fraud, and the plain model keeps SGD.
 - ``TreeCandidate``: a Hoeffding tree bounded in depth and memory, with majority-class
   leaves; a contribution is how much the positive share of the training data changes at
   each split on the input's path (a split credits its feature), the usual path

@@ -27,10 +27,9 @@ The candidates
 The champion at start is "binned": a logistic regression on each input scaled by its
 fixed bounds plus a one-hot of its bin (a generalised additive model that learns a curve
 per input), learned with Adam (``models.candidates`` says why). Its challengers: the
-plain logistic regression on the same scaled inputs, learned with SGD ("logistic"), a
-bounded Hoeffding tree ("tree"), and "blend", the mean of "binned" and "tree", which
-learns nothing of its own. Every candidate explains a score with the inputs that raised
-it (``models.explain``).
+plain ``StandardScaler | LogisticRegression`` ("logistic"), a bounded Hoeffding tree
+("tree"), and "blend", the mean of "binned" and "tree", which learns nothing of its own.
+Every candidate explains a score with the inputs that raised it (``models.explain``).
 
 Learning is prequential: each candidate first predicts a labelled transaction (recorded
 in its event-time window), then learns it; a positive weighs more than a negative
@@ -158,7 +157,7 @@ def fraud_candidates() -> dict[str, Candidate]:
         "binned": LogisticCandidate(
             bins=10, learning_rate=0.005, scaling="bounds", optimizer="adam"
         ),
-        "logistic": LogisticCandidate(scaling="bounds", learning_rate=0.01),
+        "logistic": LogisticCandidate(),
         "tree": TreeCandidate(),
     }
 

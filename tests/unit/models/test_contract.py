@@ -102,16 +102,7 @@ def trained_pd_learner() -> DelinquencyLearner:
 # Each subject: a name, how to build it trained, and how it scores one input dict.
 Score = Callable[[Any, dict[str, float]], Any]
 SUBJECTS: dict[str, tuple[Callable[[], Any], Score, list[tuple[dict[str, float], bool]]]] = {
-    "logistic": (
-        lambda: trained_candidate(fraud_candidates()["logistic"]),
-        lambda m, x: m.score(x),
-        FRAUD,
-    ),
-    "running-scaled logistic": (
-        lambda: trained_candidate(LogisticCandidate()),
-        lambda m, x: m.score(x),
-        FRAUD,
-    ),
+    "logistic": (lambda: trained_candidate(LogisticCandidate()), lambda m, x: m.score(x), FRAUD),
     "binned": (
         lambda: trained_candidate(fraud_candidates()["binned"]),
         lambda m, x: (m.predict_proba_one(x), m.explain(x)),
