@@ -114,7 +114,9 @@ class LearningConfig:
     window_max: int = 20_000  # most labels kept per window (bounded memory)
     promotion_margin: float = 0.02  # challenger must beat the champion's AP by this
     promotion_min_labels: int = 2_000
-    promotion_min_positives: int = 20
+    # Average precision over 20 positives varies by about 0.1 from one sample to the next,
+    # five times the margin: a challenger promoted on so few wins by luck as often as not.
+    promotion_min_positives: int = 100
     warmup_positives: int = 20  # positives learned before the supervised model takes over
     seed: int = 7
 
