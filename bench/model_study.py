@@ -38,8 +38,8 @@ from duoli.evaluation import WARMUP_DAYS
 from duoli.events import Transaction, parse_event
 from duoli.merchant import add_fact, merchant_features
 from duoli.settings import Settings
-from models.candidates import LogisticCandidate, TreeCandidate
 from models.features import FRAUD_FEATURES, FRAUD_INPUTS, guard, unpack
+from models.learners import fraud_candidates
 from rules import LIBRARY_DIR, load_rules
 from rules.control import Controls
 
@@ -120,10 +120,13 @@ class RiverForest:
         return float(self.model.predict_proba_one(x).get(True, 0.0))
 
 
+def _shipped(name: str) -> Callable[[], Any]:
+    """A fresh candidate exactly as the fraud learner builds it."""
+    return lambda: fraud_candidates()[name]
+
+
 LEARNERS: dict[str, Callable[[], Any]] = {
-    "logistic": LogisticCandidate,
-    "binned": lambda: LogisticCandidate(bins=10),
-    "tree": TreeCandidate,
+    **{name: _shipped(name) for name in fraud_candidates()},
     "mondrian_forest": RiverForest,
 }
 

@@ -5,11 +5,21 @@ and explains it as (input name, contribution) pairs. ``frozen()`` returns a smal
 immutable predictor for workers: it answers as the candidate did when frozen (to the
 last rounding), and later learning does not change it.
 
-- ``LogisticCandidate``: ``StandardScaler | LogisticRegression``. With ``bins`` > 0 each
-  input also gets a one-hot of its bin (``bins`` equal slices of its fixed bounds), so
-  the model can learn a curve per input, not only a slope: a generalised additive model,
-  as cheap and as explainable as the plain one. A contribution is the input's share of
-  the logit: its weight times its scaled value, plus the weight of its bin.
+- ``LogisticCandidate``: logistic regression. With ``bins`` > 0 each input also gets a
+  one-hot of its bin (``bins`` equal slices of its fixed bounds), so the model can learn a
+  curve per input, not only a slope: a generalised additive model, as cheap and as
+  explainable as the plain one. A contribution is the input's share of the logit: its
+  weight times its scaled value, plus the weight of its bin.
+
+  The inputs are scaled by a running ``StandardScaler`` and learned by SGD, or
+  (``scaling="bounds"``, ``optimizer="adam"``, as the fraud model's binned candidate
+  does) mapped to [0, 1] by their fixed bounds and learned by Adam. A running scaler
+  divides a nearly constant input (the credit limit of a book without credit lines,
+  moved for a few accounts only) by a tiny deviation, and the regression then learns
+  those few accounts as fraud; fixed bounds cannot. Adam gives the weight of a rare bin
+  that matters (a merchant with confirmed frauds) steps as large as a common one's, so a
+  few hundred frauds are enough. Without bins it does not help: every weight then moves
+  almost in step after each heavily weighted fraud, and the plain model keeps SGD.
 - ``TreeCandidate``: a Hoeffding tree bounded in depth and memory, with majority-class
   leaves; a contribution is how much the positive share of the training data changes at
   each split on the input's path (a split credits its feature), the usual path
@@ -19,6 +29,10 @@ last rounding), and later learning does not change it.
   weigh the average of two candidates as a challenger without learning anything twice.
 
 Positives are rare, so a positive label weighs ``positive_weight`` times a negative one.
+Every probability is then given back as if they weighed the same (its odds divided by
+the weight, the usual prior correction): without it a probability overstates the odds
+``positive_weight`` times, by a factor that differs between candidates, so neither a
+threshold on the score nor a ranking across model versions would mean anything.
 
 >>> import random
 >>> rng = random.Random(1)
@@ -47,6 +61,7 @@ from typing import Any, Protocol
 
 from river import linear_model, optim, preprocessing, tree
 
+from duoli.errors import ConfigError
 from models.features import BOUNDS, FRAUD_FEATURES
 
 __all__ = [
@@ -58,6 +73,7 @@ __all__ = [
     "TreeCandidate",
     "TreePredictor",
     "sigmoid",
+    "unweighted",
 ]
 
 Contributions = list[tuple[str, float]]
@@ -92,6 +108,14 @@ def sigmoid(logit: float) -> float:
     return 1 / (1 + math.exp(-logit))
 
 
+def unweighted(probability: float, positive_weight: float) -> float:
+    """The probability learned with positives weighing ``positive_weight`` times, as if
+    every example had weighed the same: the odds divided by the weight."""
+    if positive_weight == 1.0 or probability <= 0.0:
+        return probability
+    return probability / (probability + (1 - probability) * positive_weight)
+
+
 def top(contributions: Contributions, k: int) -> Contributions:
     """The ``k`` largest contributions, largest first."""
     return sorted(contributions, key=lambda pair: pair[1], reverse=True)[:k]
@@ -113,15 +137,19 @@ class LogisticCandidate:
         learning_rate: float = 0.002,
         l2: float = 1e-4,
         positive_weight: float = 20.0,
+        scaling: str = "standard",
+        optimizer: str = "sgd",
     ) -> None:
         self.features = tuple(features)
         self.bins = bins
         self.learning_rate = learning_rate
         self.l2 = l2
         self.positive_weight = positive_weight
-        self.scaler = preprocessing.StandardScaler()
+        self.scaling = scaling
+        self.optimizer = optimizer
+        self.scaler = _scaler(scaling, self.features)
         self.model = linear_model.LogisticRegression(
-            optimizer=optim.SGD(learning_rate), l2=l2, intercept_lr=learning_rate
+            optimizer=_optimizer(optimizer, learning_rate), l2=l2, intercept_lr=learning_rate
         )
         self._slices = tuple(_slices(name, bins) for name in self.features)
         self._bin_keys = tuple(
@@ -136,7 +164,8 @@ class LogisticCandidate:
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
         row = {name: x[name] for name in self.features}
-        return float(self.model.predict_proba_one(self._design(row))[True])
+        weighted = float(self.model.predict_proba_one(self._design(row))[True])
+        return unweighted(weighted, self.positive_weight)
 
     def explain(self, x: Mapping[str, float], k: int = 3) -> Contributions:
         return self.frozen().explain(x, k)
@@ -148,10 +177,10 @@ class LogisticCandidate:
         weights = self.model.weights
         return LinearPredictor(
             features=self.features,
-            means=tuple(self.scaler.means.get(name, 0.0) for name in self.features),
-            stds=tuple(self.scaler.vars.get(name, 0.0) ** 0.5 for name in self.features),
+            means=self.scaler.centres(),
+            stds=self.scaler.spreads(),
             weights=tuple(weights.get(name, 0.0) for name in self.features),
-            intercept=float(self.model.intercept),
+            intercept=float(self.model.intercept) - math.log(self.positive_weight),
             slices=self._slices,
             bin_weights=tuple(
                 tuple(weights.get(_bin_key(name, b), 0.0) for b in range(self.bins))
@@ -170,6 +199,72 @@ class LogisticCandidate:
             ):
                 design[keys[_bin(row[name], low, scale, self.bins)]] = 1.0
         return design
+
+
+class BoundsScaler:
+    """Each input mapped to [0, 1] by its fixed bounds: nothing to learn, nothing to drift."""
+
+    def __init__(self, features: Sequence[str]) -> None:
+        self.features = tuple(features)
+        self._lows = tuple(BOUNDS.get(name, (0.0, 1.0))[0] for name in self.features)
+        self._spans = tuple(_span(name) for name in self.features)
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        return None
+
+    def transform_one(self, x: Mapping[str, float]) -> dict[str, float]:
+        return {
+            name: (x[name] - low) / span
+            for name, low, span in zip(self.features, self._lows, self._spans, strict=True)
+        }
+
+    def centres(self) -> tuple[float, ...]:
+        return self._lows
+
+    def spreads(self) -> tuple[float, ...]:
+        return self._spans
+
+
+class RunningScaler:
+    """River's ``StandardScaler``, read the way a ``LinearPredictor`` wants it."""
+
+    def __init__(self, features: Sequence[str]) -> None:
+        self.features = tuple(features)
+        self.scaler = preprocessing.StandardScaler()
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        self.scaler.learn_one(dict(x))
+
+    def transform_one(self, x: Mapping[str, float]) -> dict[str, float]:
+        return self.scaler.transform_one(dict(x))
+
+    def centres(self) -> tuple[float, ...]:
+        return tuple(self.scaler.means.get(name, 0.0) for name in self.features)
+
+    def spreads(self) -> tuple[float, ...]:
+        return tuple(self.scaler.vars.get(name, 0.0) ** 0.5 for name in self.features)
+
+
+Scaler = BoundsScaler | RunningScaler
+SCALERS: dict[str, type[Scaler]] = {"bounds": BoundsScaler, "standard": RunningScaler}
+OPTIMIZERS = {"adam": optim.Adam, "sgd": optim.SGD}
+
+
+def _scaler(scaling: str, features: Sequence[str]) -> Scaler:
+    if scaling not in SCALERS:
+        raise ConfigError(f"scaling must be one of {sorted(SCALERS)}, not {scaling!r}")
+    return SCALERS[scaling](features)
+
+
+def _optimizer(name: str, learning_rate: float) -> optim.base.Optimizer:
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}, not {name!r}")
+    return OPTIMIZERS[name](learning_rate)
+
+
+def _span(name: str) -> float:
+    low, high = BOUNDS.get(name, (0.0, 1.0))
+    return high - low if high > low else 1.0
 
 
 def _slices(name: str, bins: int) -> tuple[float, float]:
@@ -294,7 +389,7 @@ class TreeCandidate:
         return top(self.score(x)[1], k)
 
     def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
-        return TreePredictor(self.model, self.features).score(x)
+        return TreePredictor(self.model, self.features, self.positive_weight).score(x)
 
     def frozen(self) -> TreePredictor:
         """A copy without the leaves' split statistics: with majority-class leaves they
@@ -304,7 +399,7 @@ class TreeCandidate:
         for leaf in root.iter_leaves() if hasattr(root, "iter_leaves") else [root]:
             if hasattr(leaf, "splitters"):
                 leaf.splitters = {}
-        return TreePredictor(model, self.features)
+        return TreePredictor(model, self.features, self.positive_weight)
 
     def _row(self, x: Mapping[str, float]) -> dict[str, float]:
         return {name: x[name] for name in self.features}
@@ -313,17 +408,18 @@ class TreeCandidate:
 class TreePredictor:
     """A tree that predicts and explains, never learns."""
 
-    __slots__ = ("features", "model")
+    __slots__ = ("features", "model", "positive_weight")
 
-    def __init__(self, model: Any, features: tuple[str, ...]) -> None:
+    def __init__(self, model: Any, features: tuple[str, ...], positive_weight: float = 1.0) -> None:
         self.model = model
         self.features = features
+        self.positive_weight = positive_weight
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return (self.model, self.features)
+        return (self.model, self.features, self.positive_weight)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.model, self.features = state
+        self.model, self.features, self.positive_weight = state
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
         return self.score(x)[0]
@@ -333,12 +429,13 @@ class TreePredictor:
 
     def score(self, x: Mapping[str, float]) -> tuple[float, Contributions]:
         """One walk down the tree: the leaf's positive share (what a majority-class leaf
-        predicts) and the change of that share at each split on the way."""
+        predicts), unweighted, and the change of that share at each split on the way."""
         root = getattr(self.model, "_root", None)
         if root is None:
             return 0.0, []
         nodes = list(root.walk(x)) if hasattr(root, "walk") else [root]
-        return _positive_share(nodes[-1].stats) or 0.0, _path_contributions(nodes)
+        share = _positive_share(nodes[-1].stats) or 0.0
+        return unweighted(share, self.positive_weight), _path_contributions(nodes)
 
 
 def _positive_share(stats: Mapping[Any, float]) -> float | None:

@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from duoli.errors import ConfigError
 from models.candidates import LogisticCandidate, TreeCandidate, sigmoid
 from models.metrics import roc_auc
 
@@ -100,5 +101,69 @@ def test_tree_learns_a_threshold_and_credits_the_split_feature():
 
 def test_an_untrained_candidate_is_undecided_and_explains_nothing_away():
     x = {"amount": 5.0, "prior_tx": 5.0, "new_device": 0.0}
-    assert LogisticCandidate(FEATURES).predict_proba_one(x) == 0.5
+    other = {"amount": 11.0, "prior_tx": 0.0, "new_device": 1.0}
+    model = LogisticCandidate(FEATURES, positive_weight=1)
+    assert model.predict_proba_one(x) == model.predict_proba_one(other) == 0.5
     assert TreeCandidate(FEATURES).explain(x) == []
+
+
+def test_a_nearly_constant_input_does_not_take_over_a_bounds_scaled_model():
+    """A book without credit lines: every limit is the default, a few were cut once. A
+    running scaler divides those few by a tiny deviation; fixed bounds keep them small."""
+    rng = random.Random(4)
+
+    def example():
+        limit = 3.6 if rng.random() < 0.02 else 3.7
+        x = {"amount": rng.uniform(0, 12), "log_credit_limit": limit}
+        return x, x["amount"] > 10 or rng.random() < 0.01
+
+    features = ("amount", "log_credit_limit")
+    running = LogisticCandidate(features, bins=10)
+    bounded = LogisticCandidate(features, bins=10, scaling="bounds", optimizer="adam")
+    for _ in range(6000):
+        x, y = example()
+        running.learn_one(x, y)
+        bounded.learn_one(x, y)
+    pairs = [example() for _ in range(3000)]
+    assert auc_on(bounded, pairs) > 0.95
+
+    def lift(model):
+        cut, kept = (
+            {"amount": 2.0, "log_credit_limit": 3.6},
+            {"amount": 2.0, "log_credit_limit": 3.7},
+        )
+        return model.predict_proba_one(cut) / model.predict_proba_one(kept)
+
+    assert lift(running) > 1.3 and abs(lift(bounded) - 1) < 0.05
+
+
+def auc_on(model, pairs):
+    return roc_auc([y for _, y in pairs], [model.predict_proba_one(x) for x, _ in pairs])
+
+
+def test_scaling_and_optimizer_are_checked():
+    with pytest.raises(ConfigError, match="scaling"):
+        LogisticCandidate(FEATURES, scaling="minmax")
+    with pytest.raises(ConfigError, match="optimizer"):
+        LogisticCandidate(FEATURES, optimizer="lbfgs")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LogisticCandidate(FEATURES, bins=6, scaling="bounds", optimizer="adam"),
+        lambda: TreeCandidate(FEATURES, grace_period=100),
+    ],
+)
+def test_a_probability_reads_at_the_true_rate_whatever_the_positive_weight(make):
+    """Positives weigh 20 (or 5) times when learning, not when the score is read: about a
+    third of large amounts are fraud here, and the model says about a third, not 90%."""
+    rng = random.Random(8)
+    model = make()
+    for x, _ in stream(20_000, 2, large):
+        model.learn_one(x, large(x) and rng.random() < 1 / 3)
+    risky = {"amount": 10.5, "prior_tx": 5.0, "new_device": 0.0}
+    calm = {"amount": 3.0, "prior_tx": 5.0, "new_device": 0.0}
+    assert 0.2 < model.predict_proba_one(risky) < 0.5
+    assert model.predict_proba_one(calm) < 0.05
+    assert model.frozen().predict_proba_one(risky) == pytest.approx(model.predict_proba_one(risky))

@@ -29,7 +29,7 @@ from models.features import (
     fraud_inputs,
     pd_inputs,
 )
-from models.learners import DelinquencyLearner, FraudLearner, LearningConfig
+from models.learners import DelinquencyLearner, FraudLearner, LearningConfig, fraud_candidates
 
 
 def fraud_example(rng: random.Random) -> tuple[dict[str, float], bool]:
@@ -104,7 +104,7 @@ Score = Callable[[Any, dict[str, float]], Any]
 SUBJECTS: dict[str, tuple[Callable[[], Any], Score, list[tuple[dict[str, float], bool]]]] = {
     "logistic": (lambda: trained_candidate(LogisticCandidate()), lambda m, x: m.score(x), FRAUD),
     "binned": (
-        lambda: trained_candidate(LogisticCandidate(bins=10)),
+        lambda: trained_candidate(fraud_candidates()["binned"]),
         lambda m, x: (m.predict_proba_one(x), m.explain(x)),
         FRAUD,
     ),
@@ -114,7 +114,7 @@ SUBJECTS: dict[str, tuple[Callable[[], Any], Score, list[tuple[dict[str, float],
         FRAUD,
     ),
     "linear predictor": (
-        lambda: trained_candidate(LogisticCandidate(bins=10)).frozen(),
+        lambda: trained_candidate(fraud_candidates()["binned"]).frozen(),
         lambda m, x: (m.score(x), m.explain(x)),
         FRAUD,
     ),
@@ -258,16 +258,21 @@ def pickled_size(obj: Any) -> int:
     return len(pickle.dumps(obj))
 
 
-@pytest.mark.parametrize("bins", [0, 10])
-def test_linear_candidates_hold_one_weight_per_input_and_bin_however_long_they_learn(bins):
-    model = LogisticCandidate(bins=bins)
+@pytest.mark.parametrize(
+    ("bins", "optimizer", "size"),
+    [(0, "sgd", 20_000), (10, "sgd", 20_000), (10, "adam", 40_000)],  # Adam: two moments a weight
+)
+def test_linear_candidates_hold_one_weight_per_input_and_bin_however_long_they_learn(
+    bins, optimizer, size
+):
+    model = LogisticCandidate(bins=bins, optimizer=optimizer)
     rng = random.Random(5)
     for _ in range(1000):
         x, y = fraud_example(rng)
         x = {name: rng.uniform(*BOUNDS[name]) for name in x}  # every bin gets visited
         model.learn_one(x, y)
     assert len(model.model.weights) == len(FRAUD_FEATURES) * (1 + bins)
-    assert pickled_size(model) < 20_000 and pickled_size(model.frozen()) < 12_000
+    assert pickled_size(model) < size and pickled_size(model.frozen()) < 12_000
 
 
 def test_windows_keep_at_most_their_maximum():

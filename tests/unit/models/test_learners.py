@@ -7,6 +7,7 @@ import pytest
 
 from models.features import fraud_inputs, pd_inputs
 from models.learners import (
+    ANOMALY_AS_FRAUD,
     DelinquencyLearner,
     FraudLearner,
     LearningConfig,
@@ -43,7 +44,22 @@ def test_before_any_label_the_score_is_the_rules_and_the_detector():
     score = learner.scorer("v0").score(transaction(rng, True), rules_score=0.3)
     assert score.model_score is None and score.weight == 0.0 and score.reasons == ()
     assert score.anomaly_score is not None
-    assert score.fraud_score == pytest.approx(noisy_or(0.3, score.anomaly_score))
+    unusual = ANOMALY_AS_FRAUD * score.anomaly_score
+    assert score.fraud_score == pytest.approx(noisy_or(0.3, unusual))
+
+
+def test_before_any_label_a_rule_hit_outranks_any_anomaly():
+    learner = FraudLearner()
+    rng = random.Random(1)
+    for _ in range(300):
+        learner.observe(transaction(rng, False))
+    scorer = learner.scorer("v0")
+    odd = fraud_inputs({"amount": 90_000.0, "hour_of_day": 4, "tx_count_1h": 9}, 0.0)
+    unusual = scorer.score(odd, rules_score=0.0)
+    flagged = scorer.score(transaction(rng, False), rules_score=0.3)
+    assert unusual.anomaly_score > 0.9
+    assert unusual.fraud_score == pytest.approx(ANOMALY_AS_FRAUD)
+    assert unusual.fraud_score < 0.3 <= flagged.fraud_score
 
 
 def test_during_warm_up_the_model_weighs_its_share_of_the_positives():
@@ -54,7 +70,8 @@ def test_during_warm_up_the_model_weighs_its_share_of_the_positives():
     w = learner.positives / 1000
     assert score.weight == pytest.approx(w)
     assert score.model_score is not None and score.anomaly_score is not None
-    expected = w * score.model_score + (1 - w) * noisy_or(0.6, score.anomaly_score)
+    unusual = ANOMALY_AS_FRAUD * score.anomaly_score
+    expected = w * score.model_score + (1 - w) * noisy_or(0.6, unusual)
     assert score.fraud_score == pytest.approx(expected)
 
 
@@ -108,11 +125,11 @@ def test_status_is_json_ready_and_names_the_champion():
     learner = FraudLearner(LearningConfig(warmup_positives=5))
     feed(learner, 500)
     status = json.loads(json.dumps(learner.status()))
-    assert status["champion"] == "logistic" == next(iter(status["candidates"]))
-    assert status["candidates"]["logistic"]["role"] == "champion"
+    assert status["champion"] == "binned" == next(iter(status["candidates"]))
+    assert status["candidates"]["binned"]["role"] == "champion"
     assert {c["role"] for c in status["candidates"].values()} == {"champion", "challenger"}
-    assert status["candidates"]["logistic"]["window_labels"] == 500
-    assert 0.5 < status["candidates"]["logistic"]["roc_auc"] <= 1.0
+    assert status["candidates"]["binned"]["window_labels"] == 500
+    assert 0.5 < status["candidates"]["binned"]["roc_auc"] <= 1.0
     assert status["promotions"] == []
 
 
