@@ -42,15 +42,29 @@ from datetime import UTC, datetime
 from hashlib import blake2b
 from typing import Any, NamedTuple
 
+from duoli.errors import DuoliError
 from models.features import FRAUD_FEATURES, PD_FEATURES, unpack
 from models.learners import DelinquencyLearner, FraudLearner, LearningConfig
 from models.pending import Example, PendingStore
 from models.snapshot import ModelSnapshot
 
-__all__ = ["DAY", "Trainer", "TrainerConfig", "TrainingItem", "day_start"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "DAY",
+    "IncompatibleCheckpoint",
+    "Trainer",
+    "TrainerConfig",
+    "TrainingItem",
+    "day_start",
+]
 
 DAY = 86_400.0
 DEFAULT_MONTH = 30 * DAY
+CHECKPOINT_FORMAT = 2  # raise it whenever a model's pickled layout changes
+
+
+class IncompatibleCheckpoint(DuoliError):
+    """A trainer checkpoint this version cannot resume from."""
 
 
 def day_start(at: float) -> float:
@@ -168,13 +182,24 @@ class Trainer:
 
     def checkpoint(self) -> bytes:
         """All of the trainer's state; a restart resumes from ``next_offset`` with it."""
-        return zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), 3)
+        stamped = (CHECKPOINT_FORMAT, self)
+        return zlib.compress(pickle.dumps(stamped, protocol=pickle.HIGHEST_PROTOCOL), 3)
 
     @staticmethod
     def restore(data: bytes) -> Trainer:
-        trainer = pickle.loads(zlib.decompress(data))
-        if not isinstance(trainer, Trainer):
-            raise TypeError("not a trainer checkpoint")
+        """The trainer a checkpoint holds; ``IncompatibleCheckpoint`` if another version of
+        Duoli wrote it (its models are laid out differently), or if it is not one."""
+        try:
+            stamped = pickle.loads(zlib.decompress(data))
+        except Exception as error:
+            raise IncompatibleCheckpoint(f"unreadable trainer checkpoint: {error}") from error
+        if not (isinstance(stamped, tuple) and len(stamped) == 2):
+            raise IncompatibleCheckpoint("a trainer checkpoint from an older version of Duoli")
+        version, trainer = stamped
+        if version != CHECKPOINT_FORMAT or not isinstance(trainer, Trainer):
+            raise IncompatibleCheckpoint(
+                f"trainer checkpoint format {version!r}, not {CHECKPOINT_FORMAT}"
+            )
         return trainer
 
     def status(self) -> dict[str, Any]:

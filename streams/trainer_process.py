@@ -20,11 +20,18 @@ from concurrent.futures import ProcessPoolExecutor
 import orjson
 
 from duoli.runtime import calm_garbage_collector
-from models.trainer import Trainer, TrainerConfig
+from models.trainer import IncompatibleCheckpoint, Trainer, TrainerConfig
 from streams.models import STATUS_KEY, snapshot_key
 from streams.topics import TopicNames
 
-__all__ = ["CHECKPOINT_KEY", "Outputs", "learn", "next_offset", "start_trainer_process"]
+__all__ = [
+    "CHECKPOINT_KEY",
+    "Outputs",
+    "learn",
+    "next_offset",
+    "resume",
+    "start_trainer_process",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +106,20 @@ def _begin(
     global _learning
     logging.basicConfig(level=level, format=LOG_FORMAT)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    trainer = Trainer.restore(checkpoint) if checkpoint else Trainer(config)
-    _learning = _Learning(trainer, names)
+    _learning = _Learning(resume(config, checkpoint), names)
     calm_garbage_collector()
+
+
+def resume(config: TrainerConfig, checkpoint: bytes | None) -> Trainer:
+    """The trainer of the checkpoint; a new one, which learns the training topic again
+    from its start, when there is none or another version of Duoli wrote it."""
+    if checkpoint is None:
+        return Trainer(config)
+    try:
+        return Trainer.restore(checkpoint)
+    except IncompatibleCheckpoint as error:
+        log.error("%s: learning the training topic again from its start", error)
+        return Trainer(config)
 
 
 def _exit_with(parent: int) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import pickle
+import zlib
 from datetime import UTC, datetime
 
 import orjson
+import pytest
 
 from duoli.settings import Settings
-from models.trainer import DAY, Trainer
+from models.trainer import DAY, IncompatibleCheckpoint, Trainer, TrainerConfig
 from streams.models import STATUS_KEY, snapshot_key
 from streams.topics import TopicNames
-from streams.trainer_process import CHECKPOINT_KEY, _Learning
+from streams.trainer_process import CHECKPOINT_KEY, _Learning, resume
 
 T0 = 20_000 * DAY  # a midnight
 NAMES = TopicNames.of(Settings(topic_prefix="t"))
@@ -33,3 +36,18 @@ def test_catching_up_several_days_publishes_every_days_version() -> None:
     status = orjson.loads(outputs[-1][2])
     assert status["trained_through"] == datetime.fromtimestamp(days[-1], UTC).date().isoformat()
     assert learning.learn(ticks(T0 + 3 * DAY + 120)) == []  # no day closed: nothing to publish
+
+
+def test_a_checkpoint_of_another_version_starts_learning_again_from_the_start(caplog) -> None:
+    trained = Trainer()
+    trained.next_offset = 42
+    current = trained.checkpoint()
+    older = zlib.compress(pickle.dumps(trained), 3)  # as versions before the format stamp
+    unreadable = b"not a checkpoint"
+
+    assert resume(TrainerConfig(), current).next_offset == 42
+    for checkpoint in (older, unreadable):
+        with pytest.raises(IncompatibleCheckpoint):
+            Trainer.restore(checkpoint)
+        assert resume(TrainerConfig(), checkpoint).next_offset == 0
+    assert "learning the training topic again from its start" in caplog.text
