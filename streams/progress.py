@@ -41,8 +41,8 @@ log = logging.getLogger(__name__)
 class Progress:
     """The next offset to apply per (topic, partition), and the partitions to fetch again.
 
-    The next offset moves only when a batch is stored: a batch reads it with
-    ``batch.staged``, so a batch that fails leaves it where it was.
+    The next offset moves only once a batch is processed whole: a batch reads it with
+    ``batch.staged``, so a batch that fails while processing leaves it where it was.
     """
 
     def __init__(self, table: Any) -> None:
