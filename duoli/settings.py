@@ -70,7 +70,11 @@ class Settings(BaseSettings):
         3.0, gt=0, description="Consumer-group rebalance timeout."
     )
     fetch_max_wait_ms: int = Field(
-        20, ge=1, le=1500, description="Longest a consumer fetch waits for data (latency bound)."
+        20,
+        ge=1,
+        le=1500,
+        description="Longest a fetch of the workers' stream consumer waits for data "
+        "(latency bound).",
     )
     redis_flush_ms: float = Field(
         10.0, gt=0, description="Longest a write waits in the Redis batch."
