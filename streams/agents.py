@@ -25,6 +25,7 @@ __all__ = ["EventBatches", "register_agents"]
 
 BATCH_SIZE = 2000
 BATCH_LINGER = 0.005
+STOP_GRACE = 10.0  # seconds a stopping agent waits for the batch being stored
 
 Process = Callable[[Batch, list[Any]], Awaitable[None]]
 log = logging.getLogger(__name__)
@@ -94,6 +95,20 @@ async def _store(
     await asyncio.gather(app.producer.flush(), sink.flush())
     metrics.record(batch.tally)
     await send_changelogs(app.producer, changelogs)
+
+
+async def _finish(storing: asyncio.Future[None] | None) -> None:
+    """Let the batch being stored finish when the agent stops (a rebalance keeps the
+    tables in memory, so its events must not come again), but not for ever: a worker
+    stopping with a broker gone gives up after ``STOP_GRACE`` seconds."""
+    if storing is None:
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(storing), STOP_GRACE)
+    except TimeoutError:
+        log.warning(
+            "a batch was still being stored after %.0f s; its events come again", STOP_GRACE
+        )
 
 
 def _admitted(progress: Progress, batch: Batch, events: list[Any]) -> list[Any]:
@@ -167,8 +182,7 @@ def register_agents(
                     await storing
                 storing = asyncio.ensure_future(store(batch, changelogs, source, received, sink))
         finally:
-            if storing is not None:
-                await asyncio.shield(storing)
+            await _finish(storing)
 
     @app.agent(topics.account_input, name="score_accounts")
     async def score_accounts(stream: Any) -> None:
