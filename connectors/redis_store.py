@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
+import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
@@ -46,6 +47,7 @@ _REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis_errors.IncorrectPolicyType,
 )
 
+ROUND_TRIP_TIMEOUT = 5.0  # seconds, as redis-py's default for one reply
 _ALERT_FIELDS = ("kind", "severity", "account_id", "created_at")
 
 # KEYS: alert key, stream. ARGV: alert JSON, maxlen, alert_id, kind, severity, account_id,
@@ -123,13 +125,43 @@ def _check_fields(suffix: str, fields: Fields) -> None:
         raise TypeError(f"hash {suffix!r}: values must be str, int or float, got {bad!r}")
 
 
+class _HiredisPacking:
+    """Packs commands in C with ``hiredis.pack_command``, as redis-py's sync client does;
+    its asyncio connections pack in Python, which cost a worker about 5% of its CPU.
+    Floats come out as ``repr`` writes them, as redis-py's own encoder does."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        command = args[0].encode() if isinstance(args[0], str) else args[0]
+        if b" " in command:  # e.g. "SCRIPT LOAD": Redis wants the words apart
+            args = (*command.split(), *args[1:])
+        try:
+            return [hiredis.pack_command(args)]
+        except TypeError as exc:
+            raise redis_errors.DataError(str(exc)) from exc
+
+
+def _packing_in_c(client: aioredis.Redis) -> aioredis.Redis:
+    """The client, its connections (plain, TLS or Unix socket alike) packing with hiredis."""
+    pool = client.connection_pool
+    base = pool.connection_class
+    pool.connection_class = type(f"Hiredis{base.__name__}", (_HiredisPacking, base), {})
+    return client
+
+
 class RedisStore:
     """Idempotent writes of alerts and live-state hashes, one pipeline per batch."""
 
-    def __init__(self, url: str, prefix: str = "duoli", alerts_maxlen: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "duoli",
+        alerts_maxlen: int = 100_000,
+        timeout: float = ROUND_TRIP_TIMEOUT,
+    ) -> None:
         self.url = url
         self.prefix = prefix
         self.alerts_maxlen = alerts_maxlen
+        self.timeout = timeout
         self._redis: aioredis.Redis | None = None
         self._sha = ""
 
@@ -139,16 +171,38 @@ class RedisStore:
             raise StoreError("RedisStore.start() was not awaited")
         return self._redis
 
+    @contextlib.asynccontextmanager
+    async def _round_trip(self, action: str) -> AsyncIterator[None]:
+        """One deadline for a whole round trip, and its errors as ``StoreError``.
+
+        redis-py arms a timer for every reply it reads; for a pipeline of hash writes that
+        cost more than the writes. So the connection has no reply timeout and the round
+        trip has one: an unanswered pipeline is cancelled, and redis-py drops the connection.
+        """
+        try:
+            async with asyncio.timeout(self.timeout):
+                with _translate_errors(action):
+                    yield
+        except TimeoutError as exc:
+            raise StoreError(f"{action}: no answer within {self.timeout:g} s") from exc
+
     async def start(self) -> None:
         """Connect, check the server answers and register the alert script."""
         if self._redis is not None:
             return
         try:
-            client = aioredis.from_url(self.url, decode_responses=True)
+            client = _packing_in_c(
+                aioredis.from_url(
+                    self.url,
+                    decode_responses=True,
+                    socket_timeout=None,  # the round trips have one deadline each instead
+                    socket_connect_timeout=self.timeout,
+                )
+            )
         except ValueError as exc:
             raise StoreError(f"invalid Redis URL {redact(self.url)}: {exc}") from exc
         try:
-            with _translate_errors(f"cannot reach Redis at {redact(self.url)}"):
+            async with self._round_trip(f"cannot reach Redis at {redact(self.url)}"):
                 await client.ping()
                 self._sha = await client.script_load(_ADD_ALERT)
         except BaseException:
@@ -181,7 +235,7 @@ class RedisStore:
     async def _write(
         self, alerts: Sequence[_Alert], hashes: Mapping[str, Fields], counts: Counts = _NO_COUNTS
     ) -> int:
-        with _translate_errors(f"cannot write to Redis at {redact(self.url)}"):
+        async with self._round_trip(f"cannot write to Redis at {redact(self.url)}"):
             try:
                 results = await self._pipeline(alerts, hashes, counts)
             except redis_errors.NoScriptError:
@@ -212,7 +266,7 @@ class RedisStore:
 
     async def read_hash(self, suffix: str) -> dict[str, str]:
         """All fields of one hash; empty when it does not exist."""
-        with _translate_errors(f"cannot read {self.key(suffix)!r}"):
+        async with self._round_trip(f"cannot read {self.key(suffix)!r}"):
             # decode_responses=True: Redis answers str, not bytes.
             return cast(dict[str, str], await self._client.hgetall(self.key(suffix)))
 
@@ -221,7 +275,7 @@ class RedisStore:
         pipe = self._client.pipeline(transaction=False)
         for suffix in suffixes:
             pipe.hgetall(self.key(suffix))
-        with _translate_errors(f"cannot read {len(suffixes)} hashes"):
+        async with self._round_trip(f"cannot read {len(suffixes)} hashes"):
             found: list[dict[str, str]] = await pipe.execute()
             return found
 

@@ -390,6 +390,40 @@ def test_hashes_are_written_field_by_field(with_store: Callable[..., Any]) -> No
     assert many == [{"n": "1"}, {}, one]
 
 
+def test_hash_values_read_back_as_python_writes_them(with_store: Callable[..., Any]) -> None:
+    """Commands are packed by hiredis, not redis-py: floats must still read as ``repr``."""
+    fields = {"third": 1 / 3, "tiny": 1e-7, "huge": 1e20, "n": -7, "name": "王 ü"}
+
+    async def scenario(store: RedisStore) -> dict[str, str]:
+        await store.write(hashes={"account:acc-9": fields})
+        return await store.read_hash("account:acc-9")
+
+    assert with_store(scenario) == {name: str(value) for name, value in fields.items()}
+
+
+def test_a_redis_that_never_answers_fails_within_the_deadline() -> None:
+    """A real socket that accepts and reads but never answers, as a hung server would."""
+
+    async def scenario() -> float:
+        async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await reader.read(4096):
+                pass
+            writer.close()
+
+        server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout=0.3)
+        started = time.monotonic()
+        try:
+            with pytest.raises(StoreError, match=r"no answer within 0\.3 s"):
+                await store.start()
+            return time.monotonic() - started
+        finally:
+            server.close()
+
+    assert asyncio.run(scenario()) < 5
+
+
 def test_write_survives_a_flushed_script_cache(with_store: Callable[..., Any]) -> None:
     async def scenario(store: RedisStore) -> list[int]:
         store._sha = "0" * 40  # as after a Redis restart, without flushing the shared server
