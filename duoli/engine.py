@@ -161,6 +161,8 @@ class AccountEngine:
         now = state.latest_at
         facts = account_features(state, now, self.grace)
         pd = self._pd(facts, now)
+        if outcome.score is not None:
+            outcome.score["pd"] = pd if event.at == now else self.account_pd(state, event.at)
         if not isinstance(event, CreditLineOpened):
             confirmed = isinstance(event, FraudLabel) and event.is_fraud
             known = (facts, pd) if event.at == now else (None, None)  # usually known
@@ -221,6 +223,9 @@ class AccountEngine:
         facts = account_features(state, at, self.grace)
         return account_fields(state, facts, at, self._pd(facts, at))
 
+    def account_pd(self, state: AccountState, at: float) -> float:
+        return self._pd(account_features(state, at, self.grace), at)
+
     def _pd(self, facts: dict[str, Any], at: float) -> float:
         return self.models.for_time(at).pd.pd(pd_inputs(facts))
 
@@ -253,7 +258,7 @@ class AccountEngine:
             "rules_score": by_rules,
             "model_score": scored.model_score,
             "anomaly_score": scored.anomaly_score,
-            "pd": snapshot.pd.pd(pd_inputs(facts)),
+            "pd": None,  # the account's, once the transaction is applied: see handle
             "reasons": list(scored.reasons),
         }
         versions = {"rules": controls.ruleset.version, **snapshot.versions()}

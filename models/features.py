@@ -99,8 +99,18 @@ def _log_ratio(top: float, bottom: float) -> float:
     return math.log(ratio) if ratio > 0 else math.nan  # not 0/0, inf/inf, x/inf
 
 
+# The readers below take a fast path for the int and float facts the engine makes (a
+# third of the cost of reading the inputs) and fall back to ``_num`` for anything else.
+
+
 def _count(key: str) -> Callable[[Facts], float]:
-    return lambda facts: _log1p(_num(facts, key))
+    def read(facts: Facts) -> float:
+        value = facts.get(key)
+        if value.__class__ is int or value.__class__ is float:
+            return math.log1p(value) if value >= 0 else math.nan
+        return _log1p(_num(facts, key))
+
+    return read
 
 
 def _flag(key: str) -> Callable[[Facts], float]:
@@ -108,12 +118,23 @@ def _flag(key: str) -> Callable[[Facts], float]:
 
 
 def _plain(key: str) -> Callable[[Facts], float]:
-    return lambda facts: _num(facts, key)
+    def read(facts: Facts) -> float:
+        value = facts.get(key)
+        return value if value.__class__ is float else _num(facts, key)
+
+    return read
 
 
 def _others(key: str) -> Callable[[Facts], float]:
     """A window count that includes this transaction, as the log of the *other* ones."""
-    return lambda facts: _log1p(_num(facts, key) - 1)
+
+    def read(facts: Facts) -> float:
+        value = facts.get(key)
+        if value.__class__ is int:
+            return math.log1p(value - 1) if value >= 1 else math.nan
+        return _log1p(_num(facts, key) - 1)
+
+    return read
 
 
 def _kind_is(kind: str) -> Callable[[Facts], float]:
