@@ -17,7 +17,7 @@ import aiokafka
 from aiokafka import TopicPartition
 from mode import Service
 
-from streams._faust_compat import BACKGROUND_FETCH_WAIT_MS
+from streams.consumers import background_consumer
 
 __all__ = ["ElectedService"]
 
@@ -64,13 +64,7 @@ class ElectedService(Service):
         raise NotImplementedError
 
     async def on_start(self) -> None:
-        self._consumer = aiokafka.AIOKafkaConsumer(
-            bootstrap_servers=self.broker_url,
-            enable_auto_commit=False,
-            group_id=None,
-            fetch_max_wait_ms=BACKGROUND_FETCH_WAIT_MS,
-            **self._consumer_options,
-        )
+        self._consumer = background_consumer(self.broker_url, **self._consumer_options)
         self._producer = aiokafka.AIOKafkaProducer(
             bootstrap_servers=self.broker_url, **self._producer_options
         )

@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 from mode import Service
 
 from connectors.kafka_admin import LARGE_RECORD_BYTES
-from streams._faust_compat import BACKGROUND_FETCH_WAIT_MS
+from streams.consumers import background_consumer
 
 __all__ = ["TopicFollower"]
 
@@ -37,11 +37,8 @@ class TopicFollower(Service):
         raise NotImplementedError
 
     async def on_start(self) -> None:
-        consumer = aiokafka.AIOKafkaConsumer(
-            bootstrap_servers=self.broker_url,
-            enable_auto_commit=False,
-            group_id=None,
-            fetch_max_wait_ms=BACKGROUND_FETCH_WAIT_MS,
+        consumer = background_consumer(
+            self.broker_url,
             fetch_max_bytes=LARGE_RECORD_BYTES,
             max_partition_fetch_bytes=LARGE_RECORD_BYTES,
         )

@@ -23,7 +23,7 @@ import orjson
 from aiokafka import TopicPartition
 
 from duoli.ledger import Ledger
-from streams._faust_compat import BACKGROUND_FETCH_WAIT_MS
+from streams.consumers import background_consumer
 from streams.elected import ElectedService
 from streams.topics import TopicNames
 
@@ -157,23 +157,13 @@ class LedgerService(ElectedService):
         return chainer
 
 
-def _consumer(url: str) -> aiokafka.AIOKafkaConsumer:
-    return aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=url,
-        enable_auto_commit=False,
-        group_id=None,
-        fetch_max_wait_ms=BACKGROUND_FETCH_WAIT_MS,
-        **EARLIEST,
-    )
-
-
 async def _read_ledger(url: str, topic: str, chainer: Chainer) -> None:
     """Feed the chainer every entry of the ledger topic so far, in order, a batch at a time.
 
     Tansu may report an end offset short of the last records, so reading goes on until a
     fetch past that end comes back empty.
     """
-    consumer = _consumer(url)
+    consumer = background_consumer(url, **EARLIEST)
     partition = TopicPartition(topic, 0)
     await consumer.start()
     try:

@@ -20,7 +20,7 @@ from aiokafka import TopicPartition
 
 from connectors.kafka_admin import LARGE_RECORD_BYTES
 from models.trainer import TrainerConfig
-from streams._faust_compat import BACKGROUND_FETCH_WAIT_MS
+from streams.consumers import background_consumer
 from streams.elected import ElectedService
 from streams.topics import TopicNames
 from streams.trainer_process import (
@@ -113,19 +113,9 @@ async def _publish(producer: aiokafka.AIOKafkaProducer, outputs: Outputs) -> Non
         await producer.send_and_wait(topic, value, key=key, partition=0)
 
 
-def _consumer(url: str) -> aiokafka.AIOKafkaConsumer:
-    return aiokafka.AIOKafkaConsumer(
-        bootstrap_servers=url,
-        enable_auto_commit=False,
-        group_id=None,
-        fetch_max_wait_ms=BACKGROUND_FETCH_WAIT_MS,
-        **LARGE_FETCHES,
-    )
-
-
 async def _last_value(url: str, topic: str) -> bytes | None:
     """The value of the last record of a one-partition topic, or None if it is empty."""
-    consumer = _consumer(url)
+    consumer = background_consumer(url, **LARGE_FETCHES)
     partition = TopicPartition(topic, 0)
     await consumer.start()
     try:
