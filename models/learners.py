@@ -81,7 +81,7 @@ from models.candidates import (
     sigmoid,
 )
 from models.explain import reason_codes
-from models.features import FRAUD_INPUTS, PD_FEATURES, PD_INPUTS, guard
+from models.features import FRAUD_INPUTS, FRAUD_MONOTONE, PD_FEATURES, PD_INPUTS, guard
 from models.metrics import Prequential
 
 __all__ = [
@@ -156,9 +156,13 @@ def fraud_candidates() -> dict[str, Candidate]:
     """The champion at start (the first) and its challengers, fresh."""
     return {
         "binned": LogisticCandidate(
-            bins=10, learning_rate=0.005, scaling="bounds", optimizer="adam"
+            bins=10,
+            learning_rate=0.005,
+            scaling="bounds",
+            optimizer="adam",
+            monotone=FRAUD_MONOTONE,
         ),
-        "logistic": LogisticCandidate(),
+        "logistic": LogisticCandidate(monotone=FRAUD_MONOTONE),
         "tree": TreeCandidate(),
     }
 
