@@ -20,6 +20,15 @@ last rounding), and later learning does not change it.
   that matters (a merchant with confirmed frauds) steps as large as a common one's, so a
   few hundred frauds are enough. Without bins it does not help: every weight then moves
   almost in step after each heavily weighted fraud, and the plain model keeps SGD.
+
+  ``monotone`` names inputs that can only raise the risk (+1) or only lower it (-1) as
+  they grow: evidence such as a merchant's confirmed frauds. Their slope keeps that sign
+  and their bins are coded as steps from the safe end, each step's weight kept at 0 or
+  more (projected after every update), so the curve can rise but never turn back; frozen,
+  the steps add up to ordinary bin weights and scoring costs the same. Labels come late:
+  the legitimate transactions at a merchant with fresh frauds are learned before the
+  frauds among them are labelled, and an unconstrained model learns there that the
+  merchant's frauds mean safety.
 - ``TreeCandidate``: a Hoeffding tree bounded in depth and memory, with majority-class
   leaves; a contribution is how much the positive share of the training data changes at
   each split on the input's path (a split credits its feature), the usual path

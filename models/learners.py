@@ -29,6 +29,9 @@ fixed bounds plus a one-hot of its bin (a generalised additive model that learns
 per input), learned with Adam (``models.candidates`` says why). Its challengers: the
 plain ``StandardScaler | LogisticRegression`` ("logistic"), a bounded Hoeffding tree
 ("tree"), and "blend", the mean of "binned" and "tree", which learns nothing of its own.
+Both linear candidates hold the evidence inputs monotone (``FRAUD_MONOTONE``: the
+merchant's and the account's confirmed frauds, the rules score), so labels that come
+late cannot teach them that evidence of fraud lowers the risk.
 Every candidate explains a score with the inputs that raised it (``models.explain``).
 
 Learning is prequential: each candidate first predicts a labelled transaction (recorded
