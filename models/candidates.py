@@ -20,6 +20,15 @@ last rounding), and later learning does not change it.
   that matters (a merchant with confirmed frauds) steps as large as a common one's, so a
   few hundred frauds are enough. Without bins it does not help: every weight then moves
   almost in step after each heavily weighted fraud, and the plain model keeps SGD.
+
+  ``monotone`` names inputs that can only raise the risk (+1) or only lower it (-1) as
+  they grow: evidence such as a merchant's confirmed frauds. Their slope keeps that sign
+  and their bins are coded as steps from the safe end, each step's weight kept at 0 or
+  more (projected after every update), so the curve can rise but never turn back; frozen,
+  the steps add up to ordinary bin weights and scoring costs the same. Labels come late:
+  the legitimate transactions at a merchant with fresh frauds are learned before the
+  frauds among them are labelled, and an unconstrained model learns there that the
+  merchant's frauds mean safety.
 - ``TreeCandidate``: a Hoeffding tree bounded in depth and memory, with majority-class
   leaves; a contribution is how much the positive share of the training data changes at
   each split on the input's path (a split credits its feature), the usual path
@@ -139,6 +148,7 @@ class LogisticCandidate:
         positive_weight: float = 20.0,
         scaling: str = "standard",
         optimizer: str = "sgd",
+        monotone: Mapping[str, int] | None = None,
     ) -> None:
         self.features = tuple(features)
         self.bins = bins
@@ -147,6 +157,7 @@ class LogisticCandidate:
         self.positive_weight = positive_weight
         self.scaling = scaling
         self.optimizer = optimizer
+        self.monotone = dict(monotone or {})
         self.scaler = _scaler(scaling, self.features)
         self.model = linear_model.LogisticRegression(
             optimizer=_optimizer(optimizer, learning_rate), l2=l2, intercept_lr=learning_rate
@@ -155,12 +166,33 @@ class LogisticCandidate:
         self._bin_keys = tuple(
             tuple(_bin_key(name, index) for index in range(bins)) for name in self.features
         )
+        self._signs = tuple(self.monotone.get(name, 0) for name in self.features)
+        # The sign each weight of a monotone input must keep: its slope the input's, its
+        # steps (added from the safe end towards the risky one) positive.
+        self._held = {
+            key: held
+            for name, sign, keys in zip(self.features, self._signs, self._bin_keys, strict=True)
+            if sign
+            for key, held in ((name, sign), *((key, 1) for key in keys))
+        }
 
     def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
         row = {name: x[name] for name in self.features}
         self.scaler.learn_one(row)
         weight = w * (self.positive_weight if y else 1.0)
-        self.model.learn_one(self._design(row), bool(y), w=weight)
+        design = self._design(row)
+        self.model.learn_one(design, bool(y), w=weight)
+        if self._held:
+            self._hold_monotone(design)
+
+    def _hold_monotone(self, design: Mapping[str, float]) -> None:
+        """Project the weights just moved back onto their allowed sign: a monotone input's
+        slope and its steps. (River's regression has no constraints, hence ``_weights``.)"""
+        weights, held = self.model._weights, self._held
+        for key in design:
+            sign = held.get(key)
+            if sign and weights[key] * sign < 0:
+                weights[key] = 0.0
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
         row = {name: x[name] for name in self.features}
@@ -183,22 +215,44 @@ class LogisticCandidate:
             intercept=float(self.model.intercept) - math.log(self.positive_weight),
             slices=self._slices,
             bin_weights=tuple(
-                tuple(weights.get(_bin_key(name, b), 0.0) for b in range(self.bins))
-                for name in self.features
+                _levels(tuple(weights.get(key, 0.0) for key in keys), sign)
+                for keys, sign in zip(self._bin_keys, self._signs, strict=True)
             )
             if self.bins
             else (),
         )
 
     def _design(self, row: dict[str, float]) -> dict[str, float]:
-        """The scaled inputs, plus a 1 for each input's bin."""
+        """The scaled inputs, plus a 1 for each input's bin, or for a monotone input a 1
+        for each step between the bin at its low-risk end and its own bin."""
         design = self.scaler.transform_one(row)
         if self.bins:
-            for name, (low, scale), keys in zip(
-                self.features, self._slices, self._bin_keys, strict=True
+            for name, (low, scale), keys, sign in zip(
+                self.features, self._slices, self._bin_keys, self._signs, strict=True
             ):
-                design[keys[_bin(row[name], low, scale, self.bins)]] = 1.0
+                index = _bin(row[name], low, scale, self.bins)
+                for key in _steps(keys, index, sign):
+                    design[key] = 1.0
         return design
+
+
+def _steps(keys: tuple[str, ...], index: int, sign: int) -> tuple[str, ...]:
+    """The bin keys a value in bin ``index`` switches on: its own, or for a monotone input
+    the steps climbed from the bin where it is safest (first if it rises, last if it falls)."""
+    if sign > 0:
+        return keys[1 : index + 1]
+    if sign < 0:
+        return keys[index : len(keys) - 1]
+    return (keys[index],)
+
+
+def _levels(steps: tuple[float, ...], sign: int) -> tuple[float, ...]:
+    """Each bin's weight for the predictor: a monotone input's is the sum of its steps."""
+    if sign > 0:
+        return tuple(sum(steps[1 : index + 1], 0.0) for index in range(len(steps)))
+    if sign < 0:
+        return tuple(sum(steps[index : len(steps) - 1], 0.0) for index in range(len(steps)))
+    return steps
 
 
 class BoundsScaler:

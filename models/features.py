@@ -12,7 +12,9 @@ is missing, so a feed without them looks like an account that never changes devi
 Merchant and account risk come from delayed labels only, as they become known: frauds
 per transaction at the merchant over 30 days, 7 days and yesterday (labels may come for
 frauds only, so a share of labelled transactions says nothing), and the account's own
-fraud labels and how long ago the last one came.
+fraud labels and how long ago the last one came. These inputs, and the analysts' rules
+score, are evidence: more of it can only mean more risk (``monotone``), and a model may
+hold them to that (``models.candidates``).
 
 >>> x = fraud_inputs({"amount": 250.0, "amount_ratio": 6.0, "hour_of_day": 3}, rules_score=0.3)
 >>> list(x) == list(FRAUD_FEATURES)
@@ -36,6 +38,7 @@ __all__ = [
     "BOUNDS",
     "FRAUD_FEATURES",
     "FRAUD_INPUTS",
+    "FRAUD_MONOTONE",
     "PD_FEATURES",
     "PD_INPUTS",
     "Input",
@@ -67,6 +70,7 @@ class Input:
     low: float
     high: float
     neutral: float = 0.0
+    monotone: int = 0  # +1: more can only mean more risk, -1: only less, 0: either
 
     def value(self, facts: Facts) -> float:
         """The input, finite and within its bounds whatever the facts hold."""
@@ -244,7 +248,7 @@ _SHARED: tuple[Input, ...] = (
 )
 
 FRAUD_INPUTS: tuple[Input, ...] = (
-    Input("rules_score", _plain("rules_score"), 0.0, 1.0),
+    Input("rules_score", _plain("rules_score"), 0.0, 1.0, monotone=1),
     Input("amount", _count("amount"), 0.0, 12.0, neutral=4.0),
     Input("amount_zscore", _plain("amount_zscore"), -5.0, 10.0),
     Input("amount_ratio", lambda f: _log_ratio(_num(f, "amount_ratio"), 1.0), -4.0, 6.0),
@@ -278,13 +282,31 @@ FRAUD_INPUTS: tuple[Input, ...] = (
     *_SHARED,
     Input("merchant_volume", _count("merchant_tx_count_7d"), 0.0, 12.0),
     Input("merchant_amount_drift", _merchant_drift, -3.0, 3.0),
-    Input("merchant_frauds", _count("merchant_frauds_30d"), 0.0, 7.0),
-    Input("merchant_fraud_rate", _merchant_fraud_rate("merchant_frauds_30d", 30), 0.0, 7.0),
-    Input("merchant_fraud_share", _plain("merchant_fraud_share"), 0.0, 1.0),
-    Input("merchant_fraud_rate_7d", _merchant_fraud_rate("merchant_frauds_7d", 7), 0.0, 7.0),
-    Input("merchant_fraud_rate_1d", _merchant_fraud_rate("merchant_frauds_1d", 1), 0.0, 7.0),
-    Input("account_frauds", _count("confirmed_frauds"), 0.0, 4.0),
-    Input("days_since_account_fraud", _days_since_fraud, 0.0, 6.0, neutral=NEVER),
+    Input("merchant_frauds", _count("merchant_frauds_30d"), 0.0, 7.0, monotone=1),
+    Input(
+        "merchant_fraud_rate",
+        _merchant_fraud_rate("merchant_frauds_30d", 30),
+        0.0,
+        7.0,
+        monotone=1,
+    ),
+    Input("merchant_fraud_share", _plain("merchant_fraud_share"), 0.0, 1.0, monotone=1),
+    Input(
+        "merchant_fraud_rate_7d",
+        _merchant_fraud_rate("merchant_frauds_7d", 7),
+        0.0,
+        7.0,
+        monotone=1,
+    ),
+    Input(
+        "merchant_fraud_rate_1d",
+        _merchant_fraud_rate("merchant_frauds_1d", 1),
+        0.0,
+        7.0,
+        monotone=1,
+    ),
+    Input("account_frauds", _count("confirmed_frauds"), 0.0, 4.0, monotone=1),
+    Input("days_since_account_fraud", _days_since_fraud, 0.0, 6.0, neutral=NEVER, monotone=-1),
 )
 
 PD_INPUTS: tuple[Input, ...] = (
@@ -301,6 +323,9 @@ PD_INPUTS: tuple[Input, ...] = (
 
 FRAUD_FEATURES: tuple[str, ...] = tuple(spec.name for spec in FRAUD_INPUTS)
 PD_FEATURES: tuple[str, ...] = tuple(spec.name for spec in PD_INPUTS)
+FRAUD_MONOTONE: dict[str, int] = {
+    spec.name: spec.monotone for spec in FRAUD_INPUTS if spec.monotone
+}
 BOUNDS: dict[str, tuple[float, float]] = {
     spec.name: (spec.low, spec.high) for spec in (*FRAUD_INPUTS, *PD_INPUTS)
 }

@@ -29,6 +29,9 @@ fixed bounds plus a one-hot of its bin (a generalised additive model that learns
 per input), learned with Adam (``models.candidates`` says why). Its challengers: the
 plain ``StandardScaler | LogisticRegression`` ("logistic"), a bounded Hoeffding tree
 ("tree"), and "blend", the mean of "binned" and "tree", which learns nothing of its own.
+Both linear candidates hold the evidence inputs monotone (``FRAUD_MONOTONE``: the
+merchant's and the account's confirmed frauds, the rules score), so labels that come
+late cannot teach them that evidence of fraud lowers the risk.
 Every candidate explains a score with the inputs that raised it (``models.explain``).
 
 Learning is prequential: each candidate first predicts a labelled transaction (recorded
@@ -81,7 +84,7 @@ from models.candidates import (
     sigmoid,
 )
 from models.explain import reason_codes
-from models.features import FRAUD_INPUTS, PD_FEATURES, PD_INPUTS, guard
+from models.features import FRAUD_INPUTS, FRAUD_MONOTONE, PD_FEATURES, PD_INPUTS, guard
 from models.metrics import Prequential
 
 __all__ = [
@@ -156,9 +159,13 @@ def fraud_candidates() -> dict[str, Candidate]:
     """The champion at start (the first) and its challengers, fresh."""
     return {
         "binned": LogisticCandidate(
-            bins=10, learning_rate=0.005, scaling="bounds", optimizer="adam"
+            bins=10,
+            learning_rate=0.005,
+            scaling="bounds",
+            optimizer="adam",
+            monotone=FRAUD_MONOTONE,
         ),
-        "logistic": LogisticCandidate(),
+        "logistic": LogisticCandidate(monotone=FRAUD_MONOTONE),
         "tree": TreeCandidate(),
     }
 

@@ -167,3 +167,45 @@ def test_a_probability_reads_at_the_true_rate_whatever_the_positive_weight(make)
     assert 0.2 < model.predict_proba_one(risky) < 0.5
     assert model.predict_proba_one(calm) < 0.05
     assert model.frozen().predict_proba_one(risky) == pytest.approx(model.predict_proba_one(risky))
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_monotone_input_never_lowers_a_score_whatever_the_labels_so_far(optimizer):
+    """Delayed labels: the merchant's frauds are known, the frauds of its latest customers
+    not yet, so only legitimate transactions at a risky merchant have been learned."""
+    rng = random.Random(8)
+    features = ("amount", "merchant_fraud_rate", "days_since_account_fraud")
+
+    def example():
+        fraud = rng.random() < 0.05
+        risky = not fraud and rng.random() < 0.2
+        x = {
+            "amount": rng.uniform(9, 12) if fraud else rng.uniform(0, 10),
+            "merchant_fraud_rate": rng.uniform(4, 7) if risky else 0.0,
+            "days_since_account_fraud": rng.uniform(0, 2) if risky else 6.0,
+        }
+        return x, fraud
+
+    def make(monotone):
+        return LogisticCandidate(
+            features, bins=10, scaling="bounds", optimizer=optimizer, monotone=monotone
+        )
+
+    free = make(None)
+    held = make({"merchant_fraud_rate": 1, "days_since_account_fraud": -1})
+    for _ in range(5000):
+        x, y = example()
+        free.learn_one(x, y)
+        held.learn_one(x, y)
+
+    def lift(model):
+        calm = {"amount": 10.0, "merchant_fraud_rate": 0.0, "days_since_account_fraud": 6.0}
+        risky = {"amount": 10.0, "merchant_fraud_rate": 6.0, "days_since_account_fraud": 0.5}
+        return model.predict_proba_one(risky) / model.predict_proba_one(calm)
+
+    assert lift(free) < 0.8 and lift(held) >= 1.0
+    frozen = held.frozen()
+    rising, falling = frozen.bin_weights[1], frozen.bin_weights[2]
+    assert list(rising) == sorted(rising) and list(falling) == sorted(falling, reverse=True)
+    for x, _ in (example() for _ in range(200)):
+        assert frozen.predict_proba_one(x) == pytest.approx(held.predict_proba_one(x), abs=1e-12)
