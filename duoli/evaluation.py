@@ -108,6 +108,7 @@ class Scored:
     fraud_score: float
     is_fraud: bool
     pd: float | None = None
+    pattern: str = ""  # the simulator's name for how a fraud was made; "" when not known
 
     @property
     def day(self) -> int:
@@ -138,6 +139,7 @@ class History:
     defaulted: frozenset[str]
     first_at: float
     end_at: float  # bills whose 30 days past due fall after this have no outcome yet
+    fraud_pattern: Mapping[str, str] = field(default_factory=dict)  # simulated histories only
 
     def mature(self) -> list[Installment]:
         return [i for i in self.installments if i.due_at + DEFAULT_DAYS * DAY <= self.end_at]
@@ -240,6 +242,26 @@ def fraud_figures(
         "transactions": len(rows),
         "frauds": sum(labels),
         "days": days,
+        "by_pattern": pattern_ranks(rows),
+    }
+
+
+def pattern_ranks(rows: Sequence[Scored]) -> dict[str, dict[str, Any]]:
+    """For each fraud pattern, the ROC AUC of its frauds against every legitimate row: the
+    mean rank of such a fraud among them (0.5 is chance). Shows which kinds a model misses."""
+    legitimate = [row.fraud_score for row in rows if not row.is_fraud]
+    frauds: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        if row.is_fraud and row.pattern:
+            frauds[row.pattern].append(row.fraud_score)
+    return {
+        pattern: {
+            "frauds": len(scores),
+            "roc_auc": roc_auc(
+                [True] * len(scores) + [False] * len(legitimate), scores + legitimate
+            ),
+        }
+        for pattern, scores in sorted(frauds.items())
     }
 
 
@@ -429,7 +451,9 @@ class _HistoryReader:
         return History(self.frauds, fraud_days, self.installments, defaulted, first, last)
 
 
-def load_scores(path: Path, frauds: frozenset[str]) -> list[Scored]:
+def load_scores(
+    path: Path, frauds: frozenset[str], patterns: Mapping[str, str] | None = None
+) -> list[Scored]:
     """Score records, deduplicated on ``event_id``; ``pd`` is None where a record has none."""
     rows, seen = [], set()
     for record in _lines(path):
@@ -444,6 +468,7 @@ def load_scores(path: Path, frauds: frozenset[str]) -> list[Scored]:
                 fraud_score=float(record["fraud_score"]),
                 is_fraud=record["event_id"] in frauds,
                 pd=None if pd is None else float(pd),
+                pattern=(patterns or {}).get(record["event_id"], ""),
             )
         )
     return rows
@@ -500,7 +525,8 @@ def run_eval(
     timings["replay_seconds"] = round(summary.seconds, 1)
     progress(f"replayed {summary.events} events, {summary.scores} scored; files in {out}")
     measured = time.monotonic()
-    report = measure(load_scores(scores_path, history.frauds), history, request.profile)
+    rows = load_scores(scores_path, history.frauds, history.fraud_pattern)
+    report = measure(rows, history, request.profile)
     timings["measure_seconds"] = round(time.monotonic() - measured, 1)
     timings["total_seconds"] = round(time.monotonic() - started, 1)
     report |= {"inputs": inputs | {"scores": str(scores_path)}, "replay": summary.to_json()}
@@ -541,7 +567,7 @@ def _prepare(
     (out / "truth.json").write_text(json.dumps(_truth_json(truth)) + "\n")
     inputs |= {"events": str(events_path), "truth": str(out / "truth.json")}
     history = read_history(events_path, truth.fraud_transactions, truth.defaulted_installments)
-    return events_path, inputs, history
+    return events_path, inputs, replace(history, fraud_pattern=truth.fraud_pattern)
 
 
 def _simulate(request: EvalRequest, path: Path) -> tuple[Truth, dict[str, Any]]:
@@ -603,6 +629,11 @@ def render_table(report: Mapping[str, Any]) -> Table:
         threshold = f">= {verdict['threshold']:.2f}" if verdict else ""
         status = ("[green]PASS" if verdict["passed"] else "[red]FAIL") if verdict else ""
         table.add_row(figure, _show(value), warm, threshold, status)
+    warm_ranks = report["fraud_after_warmup"].get("by_pattern", {})
+    for pattern, rank in report["fraud"].get("by_pattern", {}).items():
+        warm = _show(warm_ranks.get(pattern, {}).get("roc_auc"))
+        label = f"fraud.roc_auc.{pattern} ({rank['frauds']})"
+        table.add_row(label, _show(rank["roc_auc"]), warm, "", "")
     return table
 
 

@@ -213,6 +213,25 @@ def test_the_table_shows_each_figure_its_bar_and_verdict() -> None:
     assert ">= 0.85" in text
 
 
+def test_each_fraud_pattern_is_ranked_against_every_legitimate_transaction() -> None:
+    legit = [scored(f"l{i}", 9, score, False) for i, score in enumerate((0.1, 0.2, 0.3, 0.4))]
+    frauds = [
+        Scored("a", 9 * DAY, 0.35, True, pattern="takeover"),  # above 3 of 4 legit
+        Scored("b", 9 * DAY, 0.9, True, pattern="takeover"),  # above all 4
+        Scored("c", 9 * DAY, 0.2, True, pattern="merchant"),  # ties one, above one
+        Scored("d", 9 * DAY, 0.5, True),  # no pattern known: counted in the totals only
+    ]
+    ranks = fraud_figures(legit + frauds, {})["by_pattern"]
+    assert ranks == {
+        "merchant": {"frauds": 1, "roc_auc": pytest.approx(1.5 / 4)},
+        "takeover": {"frauds": 2, "roc_auc": pytest.approx((3 + 4) / 8)},
+    }
+    report = measure(legit + frauds, _history(), "default")
+    console = Console(record=True, width=140)
+    console.print(render_table(report))
+    assert "fraud.roc_auc.merchant (1)" in console.export_text()
+
+
 # -- reading a history file and its scores ------------------------------------------------------
 
 
