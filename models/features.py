@@ -239,6 +239,11 @@ def _log_limit(facts: Facts) -> float:
     return math.log10(limit) if limit > 0 else math.nan
 
 
+def _fraud_rate_input(name: str, frauds_key: str, days: int) -> Input:
+    """A merchant's fraud rate over ``days``: evidence, so it may only raise the risk."""
+    return Input(name, _merchant_fraud_rate(frauds_key, days), 0.0, 7.0, monotone=1)
+
+
 _SHARED: tuple[Input, ...] = (
     Input("log_credit_limit", _log_limit, 2.0, 6.0, neutral=3.7),
     Input("account_age", _count("account_age_days"), 0.0, 7.0),
@@ -283,28 +288,10 @@ FRAUD_INPUTS: tuple[Input, ...] = (
     Input("merchant_volume", _count("merchant_tx_count_7d"), 0.0, 12.0),
     Input("merchant_amount_drift", _merchant_drift, -3.0, 3.0),
     Input("merchant_frauds", _count("merchant_frauds_30d"), 0.0, 7.0, monotone=1),
-    Input(
-        "merchant_fraud_rate",
-        _merchant_fraud_rate("merchant_frauds_30d", 30),
-        0.0,
-        7.0,
-        monotone=1,
-    ),
+    _fraud_rate_input("merchant_fraud_rate", "merchant_frauds_30d", 30),
     Input("merchant_fraud_share", _plain("merchant_fraud_share"), 0.0, 1.0, monotone=1),
-    Input(
-        "merchant_fraud_rate_7d",
-        _merchant_fraud_rate("merchant_frauds_7d", 7),
-        0.0,
-        7.0,
-        monotone=1,
-    ),
-    Input(
-        "merchant_fraud_rate_1d",
-        _merchant_fraud_rate("merchant_frauds_1d", 1),
-        0.0,
-        7.0,
-        monotone=1,
-    ),
+    _fraud_rate_input("merchant_fraud_rate_7d", "merchant_frauds_7d", 7),
+    _fraud_rate_input("merchant_fraud_rate_1d", "merchant_frauds_1d", 1),
     Input("account_frauds", _count("confirmed_frauds"), 0.0, 4.0, monotone=1),
     Input("days_since_account_fraud", _days_since_fraud, 0.0, 6.0, neutral=NEVER, monotone=-1),
 )
