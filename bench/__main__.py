@@ -107,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
             "partitions": settings.partitions,
             "fetch_max_wait_ms": settings.fetch_max_wait_ms,
             "commit_interval_seconds": settings.commit_interval_seconds,
-            "redis_flush_ms": settings.redis_flush_ms,
         },
         "log_dir": str(log_dir),
         "duration_seconds": round(time.monotonic() - clock, 1),

@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -26,9 +25,7 @@ from redis import exceptions as redis_errors
 
 from duoli.errors import StoreError
 
-__all__ = ["BufferedRedisSink", "RedisStore", "encode_alert"]
-
-log = logging.getLogger(__name__)
+__all__ = ["RedisStore", "RedisWrites", "encode_alert"]
 
 Value = str | int | float
 Fields = Mapping[str, Value]
@@ -232,6 +229,13 @@ class RedisStore:
         alerts were new."""
         return await self._write([_Alert.of(alert) for alert in alerts], hashes, counts)
 
+    async def apply(self, writes: RedisWrites) -> int:
+        """Write a batch's :class:`RedisWrites` in one pipeline; returns how many alerts
+        were new."""
+        if not writes:
+            return 0
+        return await self._write(writes.alerts, writes.hashes, writes.counts)
+
     async def _write(
         self, alerts: Sequence[_Alert], hashes: Mapping[str, Fields], counts: Counts = _NO_COUNTS
     ) -> int:
@@ -280,143 +284,33 @@ class RedisStore:
             return found
 
 
-class BufferedRedisSink:
-    """Buffers alerts, hash updates and counter increments from stream agents and writes
-    them in batches.
+@dataclass
+class RedisWrites:
+    """One batch's Redis writes, collected while it is processed and written by
+    :meth:`RedisStore.apply` only once the batch's Kafka records are stored, so Redis never
+    holds what the topics may yet lose. Later fields for a hash win; increments to a field
+    are summed. Bad values fail here, at the caller."""
 
-    ``put_*`` and ``increment`` never block the agent; a background task flushes every
-    ``max_delay`` seconds, or as soon as ``max_items`` are pending. While Redis is down the
-    items wait and the flush is retried with backoff; past ``max_pending`` items the
-    oldest hash updates are dropped (Redis is rebuilt from Kafka), alerts and counters
-    never are (increments to one hash are summed, so they stay few). Call it from the
-    event loop.
-    """
+    alerts: list[_Alert] = field(default_factory=list)
+    hashes: _HashBuffer = field(default_factory=dict)
+    counts: _CountBuffer = field(default_factory=dict)
 
-    def __init__(
-        self,
-        store: RedisStore,
-        max_delay: float = 0.01,
-        max_items: int = 500,
-        *,
-        max_pending: int = 100_000,
-    ) -> None:
-        self.store = store
-        self.max_delay = max_delay
-        self.max_items = max_items
-        self.max_pending = max_pending
-        self._alerts: list[_Alert] = []
-        self._hashes: _HashBuffer = {}
-        self._counts: _CountBuffer = {}
-        self._dropped = 0
-        self._ready = asyncio.Event()
-        self._full = asyncio.Event()
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def pending(self) -> int:
-        """Alerts, hashes and counted hashes waiting to be written."""
-        return len(self._alerts) + len(self._hashes) + len(self._counts)
-
-    async def start(self) -> None:
-        """Start the background flusher."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="duoli-redis-sink")
-
-    async def stop(self) -> None:
-        """Stop the flusher and write what is pending; StoreError if that last write fails."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.flush()
+    def __len__(self) -> int:
+        """Alerts, hashes and counted hashes to write."""
+        return len(self.alerts) + len(self.hashes) + len(self.counts)
 
     def put_alert(self, alert: Mapping[str, Any]) -> None:
-        """Queue an alert; raises at once if it has no alert_id or is not JSON."""
-        self._alerts.append(_Alert.of(alert))
-        self._added()
+        """Add an alert; raises at once if it has no alert_id or is not JSON."""
+        self.alerts.append(_Alert.of(alert))
 
     def put_hash(self, suffix: str, fields: Fields) -> None:
-        """Queue fields for ``{prefix}:{suffix}``; later fields for the same hash win."""
+        """Set fields of ``{prefix}:{suffix}``."""
         _check_fields(suffix, fields)
-        merged = {**self._hashes.pop(suffix, {}), **fields}
-        self._hashes[suffix] = merged  # re-inserted: dict order is the age of the last update
-        self._added()
+        self.hashes.setdefault(suffix, {}).update(fields)
 
     def increment(self, suffix: str, name: str, amount: int = 1) -> None:
-        """Queue ``HINCRBY {prefix}:{suffix} name amount``; increments are summed meanwhile."""
+        """Add ``HINCRBY {prefix}:{suffix} name amount``."""
         if isinstance(amount, bool) or not isinstance(amount, int):
             raise TypeError(f"hash {suffix!r}: an increment must be an int, got {amount!r}")
-        fields = self._counts.setdefault(suffix, {})
+        fields = self.counts.setdefault(suffix, {})
         fields[name] = fields.get(name, 0) + amount
-        self._added()
-
-    def _added(self) -> None:
-        self._trim()
-        self._ready.set()
-        if self.pending >= self.max_items:
-            self._full.set()
-
-    def _trim(self) -> None:
-        while self.pending > self.max_pending and self._hashes:
-            del self._hashes[next(iter(self._hashes))]
-            if self._dropped == 0:
-                log.warning("Redis is behind: dropping the oldest hash updates")
-            self._dropped += 1
-
-    async def flush(self) -> None:
-        """Write everything pending in one ``RedisStore.write``; on failure nothing is lost."""
-        async with self._lock:  # batches land in order, so an older hash never wins
-            alerts, hashes, counts = self._alerts, self._hashes, self._counts
-            self._alerts, self._hashes, self._counts = [], {}, {}
-            if not alerts and not hashes and not counts:
-                return
-            try:
-                await self.store._write(alerts, hashes, counts)
-            except BaseException:
-                self._restore(alerts, hashes, counts)
-                raise
-        self._report_drops()
-
-    def _restore(self, alerts: list[_Alert], hashes: _HashBuffer, counts: _CountBuffer) -> None:
-        """Put a failed batch back in front of what arrived meanwhile."""
-        self._alerts[:0] = alerts
-        newer, self._hashes = self._hashes, hashes
-        for suffix, fields in newer.items():
-            self.put_hash(suffix, fields)
-        newer_counts, self._counts = self._counts, counts
-        for suffix, amounts in newer_counts.items():
-            for name, amount in amounts.items():
-                self.increment(suffix, name, amount)
-        self._trim()
-
-    def _report_drops(self) -> None:
-        if self._dropped:
-            log.warning("Redis caught up; %d hash updates were dropped meanwhile", self._dropped)
-            self._dropped = 0
-
-    async def _run(self) -> None:
-        backoff = self.max_delay
-        while True:
-            await self._next_batch()
-            try:
-                await self.flush()
-            except StoreError as exc:
-                backoff = min(max(backoff * 2, 0.05), 5.0)
-                log.warning("Redis write failed, retry in %.2fs: %s", backoff, exc)
-                self._ready.set()
-                await asyncio.sleep(backoff)
-            except Exception:
-                log.exception("the Redis sink stopped flushing; stop() will raise this")
-                raise
-            else:
-                backoff = self.max_delay
-
-    async def _next_batch(self) -> None:
-        """Wait for a first item, then up to ``max_delay`` for the batch to fill."""
-        await self._ready.wait()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._full.wait(), self.max_delay)
-        self._ready.clear()
-        self._full.clear()

@@ -124,13 +124,13 @@ def latest(activity: RuleActivity) -> dict[str, dict[str, str]]:
     return found
 
 
-def record(sink: Any, activity: RuleActivity) -> None:
-    """Queue one activity's writes on a :class:`connectors.redis_store.BufferedRedisSink`."""
+def record(writes: Any, activity: RuleActivity) -> None:
+    """Add one activity's writes to a batch's :class:`connectors.redis_store.RedisWrites`."""
     for suffix, fields in counters(activity).items():
         for name, amount in fields.items():
-            sink.increment(suffix, name, amount)
+            writes.increment(suffix, name, amount)
     for suffix, values in latest(activity).items():
-        sink.put_hash(suffix, values)
+        writes.put_hash(suffix, values)
 
 
 def clock_fields(clocks: Iterable[tuple[str | int, float]]) -> dict[str, float]:

@@ -76,9 +76,6 @@ class Settings(BaseSettings):
         description="Longest a fetch of the workers' stream consumer waits for data "
         "(latency bound).",
     )
-    redis_flush_ms: float = Field(
-        10.0, gt=0, description="Longest a write waits in the Redis batch."
-    )
     label_maturity_days: float = Field(
         7.0,
         gt=0,

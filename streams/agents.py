@@ -1,10 +1,11 @@
 """The agents: thin loops that batch messages, call the processors and store the batch.
 
 A batch is processed in memory, then stored while the next one is processed: its outputs
-first, then its state (Faust flushes the producer before every offset commit), then its
-events are acknowledged. So an offset is never committed before its outputs and state
-exist, and the worker computes instead of waiting for the broker. At most one batch is
-being stored at a time, in order. A batch that cannot be stored stops the worker: its
+first, then its Redis writes, then its state (Faust flushes the producer before every
+offset commit), then its events are acknowledged. So an offset is never committed before
+its outputs and state exist, Redis never runs ahead of the topics, and the worker
+computes instead of waiting for the broker. At most one batch is being stored at a time,
+in order. A batch that cannot be stored stops the worker: its
 tables in memory are already past it, and a restart recovers them from the changelogs.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any
 
+from connectors.redis_store import RedisStore
 from duoli.metrics import WorkerMetrics
 from streams._faust_compat import Record, send_changelogs, write_table
 from streams.processing import AccountProcessor, Batch, MerchantProcessor, count_events
@@ -80,19 +82,21 @@ def _apply_writes(batch: Batch) -> list[Record]:
 
 
 async def _store(
-    app: Any, batch: Batch, changelogs: list[Record], sink: Any, metrics: WorkerMetrics
+    app: Any, batch: Batch, changelogs: list[Record], redis: RedisStore, metrics: WorkerMetrics
 ) -> None:
-    """Outputs first, acknowledged, then the state that marks their events as done.
+    """Outputs first, acknowledged, then Redis, then the state that marks their events done.
 
     After a crash, an event whose state reached the changelog is skipped as a duplicate
-    when it is delivered again, so its outputs must already be stored by then. The
+    when it is delivered again, so its outputs must already be stored by then. Redis comes
+    after the topics, so it never shows an alert the topics lost with a crashed worker. The
     metrics count a batch once its outputs are stored: that ends its events' latency.
     """
     for topic, key, record, partition in batch.records:
         await app.producer.send(
             topic, key, record, partition=partition, timestamp=None, headers=None
         )
-    await asyncio.gather(app.producer.flush(), sink.flush())
+    await app.producer.flush()
+    await redis.apply(batch.redis)
     metrics.record(batch.tally)
     await send_changelogs(app.producer, changelogs)
 
@@ -151,6 +155,7 @@ def register_agents(
     accounts: AccountProcessor,
     merchants: MerchantProcessor,
     progress: Progress,
+    redis: RedisStore,
     ready: Callable[[], Awaitable[None]],
     metrics: WorkerMetrics,
 ) -> None:
@@ -158,17 +163,17 @@ def register_agents(
     clock_topic = topics.names.clock
 
     async def store(
-        batch: Batch, changelogs: list[Record], source: EventBatches, events: list[Any], sink: Any
+        batch: Batch, changelogs: list[Record], source: EventBatches, events: list[Any]
     ) -> None:
         try:
-            await _store(app, batch, changelogs, sink, metrics)
+            await _store(app, batch, changelogs, redis, metrics)
         except Exception as error:
             log.critical("a batch could not be stored; the worker stops: %r", error)
             await app.crash(error)
             raise
         await source.ack(events)
 
-    async def run(stream: Any, process: Process, sink: Any) -> None:
+    async def run(stream: Any, process: Process) -> None:
         source = EventBatches(stream, BATCH_SIZE, BATCH_LINGER)
         storing: asyncio.Future[None] | None = None
         try:
@@ -180,15 +185,15 @@ def register_agents(
                 changelogs = _apply_writes(batch)
                 if storing is not None:
                     await storing
-                storing = asyncio.ensure_future(store(batch, changelogs, source, received, sink))
+                storing = asyncio.ensure_future(store(batch, changelogs, source, received))
         finally:
             await _finish(storing)
 
     @app.agent(topics.account_input, name="score_accounts")
     async def score_accounts(stream: Any) -> None:
         process = partial(_score_accounts, accounts, clock_topic=clock_topic)
-        await run(stream, process, accounts.sink)
+        await run(stream, process)
 
     @app.agent(topics.merchant_facts, name="track_merchants")
     async def track_merchants(stream: Any) -> None:
-        await run(stream, partial(_track_merchants, merchants), merchants.sink)
+        await run(stream, partial(_track_merchants, merchants))

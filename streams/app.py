@@ -9,7 +9,7 @@ from typing import Any
 import faust
 from mode import Service
 
-from connectors.redis_store import BufferedRedisSink, RedisStore
+from connectors.redis_store import RedisStore
 from duoli.engine import AccountEngine
 from duoli.metrics import MetricsServer, WorkerMetrics, serve_metrics
 from duoli.settings import Settings
@@ -35,32 +35,26 @@ log = logging.getLogger(__name__)
 
 
 class RedisLifecycle(Service):
-    """Connects the Redis store and its batch sink with the app, and flushes on stop.
+    """Connects the Redis store with the app, and closes it on stop.
 
     Faust starts user services only after table recovery, while agents may run earlier,
     so the agents also await ``ready()``: every caller waits for the one connection.
     """
 
-    def __init__(self, store: RedisStore, sink: BufferedRedisSink, **kwargs: Any) -> None:
+    def __init__(self, store: RedisStore, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.store = store
-        self.sink = sink
         self._connecting: asyncio.Future[None] | None = None
 
     async def ready(self) -> None:
         if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
+            self._connecting = asyncio.ensure_future(self.store.start())
         await self._connecting
-
-    async def _connect(self) -> None:
-        await self.store.start()
-        await self.sink.start()
 
     async def on_start(self) -> None:
         await self.ready()
 
     async def on_stop(self) -> None:
-        await self.sink.stop()
         await self.store.close()
 
 
@@ -107,7 +101,7 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
 
 
 def build_app(settings: Settings, broker_url: str) -> faust.App:
-    """The whole worker: topics, tables, processors, agents, timers, the Redis sink and the
+    """The whole worker: topics, tables, processors, agents, timers, the Redis store and the
     control follower; the agents wait until Redis answers and the control topic is read."""
     cap_fetch_wait(settings.fetch_max_wait_ms)
     guard_commit_head()
@@ -115,14 +109,13 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     topics = define_topics(app, settings)
     tables = define_tables(app, settings)
     store = RedisStore(settings.redis_url, settings.redis_prefix, settings.alerts_maxlen)
-    sink = BufferedRedisSink(store, max_delay=settings.redis_flush_ms / 1000)
     file_rules = load_rules(settings.rules_path)
     models = ModelFollower(broker_url, topics.names.models)
     engine = AccountEngine(settings, Controls(file_rules), models)
-    accounts = AccountProcessor(settings, engine, tables, topics, sink, MerchantCache(store))
-    merchants = MerchantProcessor(tables, topics, sink)
+    accounts = AccountProcessor(settings, engine, tables, topics, MerchantCache(store))
+    merchants = MerchantProcessor(tables, topics)
     progress = Progress(tables.progress)
-    redis = RedisLifecycle(store, sink)
+    redis = RedisLifecycle(store)
     control = ControlFollower(broker_url, topics.names.control, engine, file_rules.rules)
     trainer = TrainerService(broker_url, topics.names, trainer_config(settings))
     ledger = LedgerService(broker_url, topics.names, settings.partitions)
@@ -131,7 +124,7 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     async def ready() -> None:
         await asyncio.gather(redis.ready(), control.ready(), models.ready())
 
-    register_agents(app, topics, accounts, merchants, progress, ready, metrics)
+    register_agents(app, topics, accounts, merchants, progress, store, ready, metrics)
     register_gap_watch(app, topics, progress)
     if settings.live_clock:
         register_timers(app, topics, accounts)

@@ -1,8 +1,9 @@
 """What a worker does with each message, between the agents (I/O) and the engine (pure).
 
 Messages are handled one by one, synchronously, inside a ``Batch``: state changes are
-staged, and records to send are collected. At the end of the batch the agent writes each
-touched table key once, sends the records straight to the producer, and flushes Redis.
+staged, and records and Redis writes to send are collected. At the end of the batch the
+agent writes each touched table key once, sends the records straight to the producer and,
+once they are stored, writes Redis.
 Faust's per-message send path (``send_soon`` and its buffer) cost about 1 ms per event
 here; this keeps the hot path to plain Python and one producer call per record.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from connectors.redis_store import RedisWrites
 from duoli.account import AccountState
 from duoli.engine import AccountEngine, Outcome, day_of
 from duoli.errors import InvalidEvent
@@ -103,15 +105,16 @@ def count_events(tally: Tally, parsed: Iterable[Event | InvalidEvent | None]) ->
 
 @dataclass
 class Batch:
-    """One batch's unit of work: staged table writes and records to send.
+    """One batch's unit of work: staged table writes, records to send and Redis writes.
 
     ``writes`` maps (table, key) to (value, the partition whose changelog carries it);
-    ``records`` are (topic, key, value) in the order they were made; ``tally`` counts
-    what the batch did, for the metrics.
+    ``records`` are (topic, key, value) in the order they were made; ``redis`` is written
+    after them; ``tally`` counts what the batch did, for the metrics.
     """
 
     writes: dict[tuple[Any, Any], tuple[Any, int]] = field(default_factory=dict)
     records: list[tuple[str, bytes | None, bytes, int | None]] = field(default_factory=list)
+    redis: RedisWrites = field(default_factory=RedisWrites)
     tally: Tally = field(default_factory=Tally)
 
     def stage(self, table: Any, key: Any, value: Any, partition: int) -> None:
@@ -202,14 +205,13 @@ class AccountProcessor:
     """Handles the account-keyed input: events and clock ticks."""
 
     def __init__(
-        self, settings: Settings, engine: AccountEngine, tables: Tables, topics: Topics, sink: Any,
+        self, settings: Settings, engine: AccountEngine, tables: Tables, topics: Topics,
         merchants: MerchantCache,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.engine = engine
         self.tables = tables
         self.topics = topics
-        self.sink = sink
         self.merchants = merchants
         self.watch = DelinquencyWatch()
         self.clocks: dict[int, float] = {}
@@ -293,7 +295,7 @@ class AccountProcessor:
         writes = batch.writes.items()
         clocks = [(key, at) for (table, key), (at, _) in writes if table is self.tables.clocks]
         if clocks:
-            self.sink.put_hash(CLOCKS_KEY, clock_fields(clocks))
+            batch.redis.put_hash(CLOCKS_KEY, clock_fields(clocks))
 
     def _process(self, batch: Batch, event: Event, partition: int, offset: int) -> None:
         accounts = self.tables.accounts
@@ -348,7 +350,7 @@ class AccountProcessor:
             batch.send(self.topics.names.scores, key, outcome.score, partition)
         for alert in outcome.alerts:
             batch.send(self.topics.names.alerts, key, alert, partition)
-            self.sink.put_alert(alert)
+            batch.redis.put_alert(alert)
         for decision in outcome.decisions:
             batch.send(self.topics.names.decisions, key, decision, partition)
         for fact in outcome.merchant_facts:
@@ -356,9 +358,9 @@ class AccountProcessor:
             for index, value in enumerate(as_bucket(fact)):
                 tally[index] += value
         if outcome.account is not None:
-            self.sink.put_hash(f"account:{account_id}", outcome.account)
+            batch.redis.put_hash(f"account:{account_id}", outcome.account)
         if outcome.rule_activity is not None:
-            record_rule_activity(self.sink, outcome.rule_activity)
+            record_rule_activity(batch.redis, outcome.rule_activity)
 
     def idle_ticks(self, partitions: Iterable[int]) -> list[tuple[int, float]]:
         """Ticks for partitions quiet for longer than the idle limit: the clock follows the wall."""
@@ -375,10 +377,9 @@ class AccountProcessor:
 class MerchantProcessor:
     """Adds the merchant tallies to day buckets, and serves the buckets from Redis."""
 
-    def __init__(self, tables: Tables, topics: Topics, sink: Any) -> None:
+    def __init__(self, tables: Tables, topics: Topics) -> None:
         self.tables = tables
         self.topics = topics
-        self.sink = sink
 
     def on_tallies(self, batch: Batch, raw: bytes, partition: int) -> None:
         """One record of [merchant, day, bucket] tallies, all of merchants of this partition."""
@@ -396,4 +397,4 @@ class MerchantProcessor:
     def end_batch(self, batch: Batch) -> None:
         for (table, merchant_id), (encoded, _) in batch.writes.items():
             if table is self.tables.merchants:
-                self.sink.put_hash(f"merchant:{merchant_id}", {"buckets": encoded})
+                batch.redis.put_hash(f"merchant:{merchant_id}", {"buckets": encoded})

@@ -28,7 +28,7 @@ from connectors.kafka_admin import (
     produce,
     wait_until_consumed,
 )
-from connectors.redis_store import BufferedRedisSink, RedisStore
+from connectors.redis_store import RedisStore, RedisWrites
 from duoli.errors import BrokerError, StoreError
 from duoli.settings import load_settings
 
@@ -432,37 +432,19 @@ def test_write_survives_a_flushed_script_cache(with_store: Callable[..., Any]) -
     assert with_store(scenario) == [1, 0]
 
 
-def test_sink_flushes_within_max_delay(with_store: Callable[..., Any]) -> None:
-    async def scenario(store: RedisStore) -> tuple[float, dict[str, str]]:
-        sink = BufferedRedisSink(store, max_delay=0.05)
-        await sink.start()
-        try:
-            sink.put_hash("account:acc-1", {"status": "current"})
-            sink.put_alert(ALERT)
-            started = time.monotonic()
-            while not await store.read_hash("account:acc-1"):
-                await asyncio.sleep(0.005)
-            return time.monotonic() - started, await store.read_hash("account:acc-1")
-        finally:
-            await sink.stop()
+def test_a_batch_of_writes_is_applied_in_one_go(with_store: Callable[..., Any]) -> None:
+    async def scenario(store: RedisStore) -> tuple[list[int], dict[str, str], dict[str, str]]:
+        writes = RedisWrites()
+        writes.put_hash("account:acc-1", {"status": "current", "dpd": 7})
+        writes.increment("rule_stats:r1", "hits", 2)
+        writes.put_alert(ALERT)
+        new = [await store.apply(writes), await store.apply(writes)]
+        return new, await store.read_hash("account:acc-1"), await store.read_hash("rule_stats:r1")
 
-    elapsed, fields = with_store(scenario)
-    assert fields == {"status": "current"}
-    assert elapsed < 0.5
-
-
-def test_sink_flushes_what_is_pending_on_stop(with_store: Callable[..., Any]) -> None:
-    async def scenario(store: RedisStore) -> tuple[dict[str, str], int]:
-        sink = BufferedRedisSink(store, max_delay=60)
-        await sink.start()
-        sink.put_hash("account:acc-2", {"dpd": 7})
-        sink.put_alert(ALERT)
-        await asyncio.sleep(0.05)
-        assert await store.read_hash("account:acc-2") == {}  # still buffered
-        await sink.stop()
-        return await store.read_hash("account:acc-2"), await store.write(alerts=[ALERT])
-
-    assert with_store(scenario) == ({"dpd": "7"}, 0)
+    new, account, stats = with_store(scenario)
+    assert new == [1, 0]  # the alert is stored once
+    assert account == {"status": "current", "dpd": "7"}
+    assert stats == {"hits": "4"}  # counters are the one write that is not idempotent
 
 
 def test_unreachable_redis_is_a_store_error_without_the_password() -> None:
