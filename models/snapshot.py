@@ -2,8 +2,7 @@
 
 The trainer publishes one after each day it closes; workers keep the last few and score
 an event of day ``d`` with the version as of midnight starting day ``d - 1``. Snapshots
-travel as a compressed pickle. Unpickling runs code, so the models topic must be
-writable by the trainer only (see the README's Production section).
+travel as a compressed pickle that loads only model classes (``models.pickles``).
 
 >>> snapshot = ModelSnapshot.cold()
 >>> ModelSnapshot.from_bytes(snapshot.to_bytes()).versions()
@@ -12,11 +11,10 @@ writable by the trainer only (see the README's Production section).
 
 from __future__ import annotations
 
-import pickle
-import zlib
 from dataclasses import dataclass
 
 from duoli.errors import DuoliError
+from models import pickles
 from models.learners import DelinquencyLearner, FraudLearner, FraudScorer, PdScorer
 
 __all__ = ["FixedModels", "ModelSnapshot", "version_day"]
@@ -48,12 +46,12 @@ class ModelSnapshot:
         return {"fraud": self.fraud.version, "pd": self.pd.version}
 
     def to_bytes(self) -> bytes:
-        return zlib.compress(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), 3)
+        return pickles.dumps(self)
 
     @staticmethod
     def from_bytes(data: bytes) -> ModelSnapshot:
         try:
-            snapshot = pickle.loads(zlib.decompress(data))
+            snapshot = pickles.loads(data)
         except Exception as error:
             raise DuoliError(f"unreadable model snapshot: {error}") from error
         if not isinstance(snapshot, ModelSnapshot):

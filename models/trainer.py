@@ -34,8 +34,6 @@ with weight ``1 / rate``; labels and bills are always learned.
 
 from __future__ import annotations
 
-import pickle
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,6 +41,7 @@ from hashlib import blake2b
 from typing import Any, NamedTuple
 
 from duoli.errors import DuoliError
+from models import pickles
 from models.features import FRAUD_FEATURES, PD_FEATURES, unpack
 from models.learners import DelinquencyLearner, FraudLearner, LearningConfig
 from models.pending import Example, PendingStore
@@ -183,14 +182,14 @@ class Trainer:
     def checkpoint(self) -> bytes:
         """All of the trainer's state; a restart resumes from ``next_offset`` with it."""
         stamped = (CHECKPOINT_FORMAT, self)
-        return zlib.compress(pickle.dumps(stamped, protocol=pickle.HIGHEST_PROTOCOL), 3)
+        return pickles.dumps(stamped)
 
     @staticmethod
     def restore(data: bytes) -> Trainer:
         """The trainer a checkpoint holds; ``IncompatibleCheckpoint`` if another version of
         Duoli wrote it (its models are laid out differently), or if it is not one."""
         try:
-            stamped = pickle.loads(zlib.decompress(data))
+            stamped = pickles.loads(data)
         except Exception as error:
             raise IncompatibleCheckpoint(f"unreadable trainer checkpoint: {error}") from error
         if not (isinstance(stamped, tuple) and len(stamped) == 2):
