@@ -39,6 +39,7 @@ __all__ = [
     "consume_all",
     "end_offsets",
     "ensure_topics",
+    "existing_topics",
     "follow",
     "ping",
     "produce",
@@ -151,6 +152,12 @@ def ping(url: str, timeout: float = 5.0) -> None:
     """One metadata round trip: proves the broker speaks Kafka, not only that a port is open."""
     with _translate_errors(f"Kafka at {url!r} did not answer"), _admin(url, timeout) as admin:
         admin.describe_cluster()
+
+
+def existing_topics(url: str, timeout: float = 20.0) -> set[str]:
+    """The names of the topics the cluster has."""
+    with _translate_errors("cannot list topics"), _admin(url, timeout) as admin:
+        return set(admin.list_topics())
 
 
 def ensure_topics(url: str, specs: Sequence[TopicSpec], timeout: float = 20.0) -> None:

@@ -16,6 +16,7 @@ from duoli.credit_cli import decisions, ledger
 from duoli.errors import DuoliError
 from duoli.grafana_cli import grafana
 from duoli.model_cli import models
+from duoli.redis_cli import redis
 from duoli.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -263,6 +264,7 @@ cli.add_command(models)
 cli.add_command(decisions)
 cli.add_command(ledger)
 cli.add_command(grafana)
+cli.add_command(redis)
 
 
 def main() -> None:

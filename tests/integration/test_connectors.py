@@ -24,6 +24,7 @@ from connectors.kafka_admin import (
     consume_all,
     end_offsets,
     ensure_topics,
+    existing_topics,
     ping,
     produce,
     wait_until_consumed,
@@ -184,6 +185,13 @@ def test_ensure_topics_is_idempotent_and_refuses_another_partition_count(
     assert sorted(end_offsets(broker.url, [name])) == [(name, 0), (name, 1), (name, 2)]
     with pytest.raises(BrokerError, match=f"'{name}' has 3 partitions, Duoli expects 6"):
         ensure_topics(broker.url, [TopicSpec(name, 6)])
+
+
+def test_existing_topics_lists_what_was_created(broker: EmbeddedBroker) -> None:
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    assert name not in existing_topics(broker.url)
+    ensure_topics(broker.url, [TopicSpec(name, 1)])
+    assert name in existing_topics(broker.url)
 
 
 def test_compacted_topic_is_created_compacted(

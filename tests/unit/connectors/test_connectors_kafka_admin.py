@@ -189,6 +189,7 @@ def test_public_surface() -> None:
         "consume_all",
         "end_offsets",
         "ensure_topics",
+        "existing_topics",
         "follow",
         "ping",
         "produce",
