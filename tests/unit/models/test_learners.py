@@ -71,21 +71,35 @@ def test_during_warm_up_the_model_weighs_its_share_of_the_positives():
     assert score.weight == pytest.approx(w)
     assert score.model_score is not None and score.anomaly_score is not None
     unusual = ANOMALY_AS_FRAUD * score.anomaly_score
-    expected = w * score.model_score + (1 - w) * noisy_or(0.6, unusual)
+    expected = noisy_or(w * score.model_score + (1 - w) * 0.6, unusual)
     assert score.fraud_score == pytest.approx(expected)
 
 
-def test_after_warm_up_the_champion_alone_scores_and_the_detector_rests():
+def test_after_warm_up_the_champion_scores_with_the_detector_and_not_the_rules():
     learner = FraudLearner(LearningConfig(warmup_positives=10))
     feed(learner, 600)
     assert learner.weight == 1.0
-    rested = learner.detector
     score = learner.scorer("v2").score(transaction(random.Random(2), True), rules_score=0.9)
-    assert score.anomaly_score is None and score.weight == 1.0
-    assert score.fraud_score == score.model_score
-    before = len(rested._recent)
+    assert score.weight == 1.0
+    assert score.model_score is not None and score.anomaly_score is not None
+    unusual = ANOMALY_AS_FRAUD * score.anomaly_score
+    assert score.fraud_score == pytest.approx(noisy_or(score.model_score, unusual))
+
+
+def test_after_warm_up_the_detector_still_learns_and_ranks_the_unusual_higher():
+    learner = FraudLearner(LearningConfig(warmup_positives=10))
+    feed(learner, 600)
+    assert learner.weight == 1.0
+    before = len(learner.detector._recent)
     learner.observe(transaction(random.Random(3), False))
-    assert len(rested._recent) == before  # observing no longer trains it
+    assert len(learner.detector._recent) == before + 1  # label delay does not hold it back
+    scorer = learner.scorer("v3")
+    x = transaction(random.Random(4), False)
+    odd = dict(x, tx_count_1h=5.0, merchants_1h=4.0, new_device=1.0, new_city=1.0)
+    usual, unusual = scorer.score(x, 0.0), scorer.score(odd, 0.0)
+    assert unusual.anomaly_score > usual.anomaly_score
+    assert unusual.model_score is not None
+    assert unusual.fraud_score > noisy_or(unusual.model_score, 0.0)  # the detector counts
 
 
 def test_learning_is_prequential_the_window_holds_the_prediction_made_before_learning():
