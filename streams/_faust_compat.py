@@ -74,6 +74,7 @@ async def send_changelogs(producer: Any, changelogs: list[Record]) -> None:
     states written in a batch's last multi-record batch were silently left out. Sending
     the last record of each partition again (the same key and value, so recovery is
     unchanged) after a flush makes that batch one record long and the end offset exact.
+    A flush after it too, so the next batch's records cannot join its record batch.
     """
     last: dict[tuple[str, int], Record] = {}
     for record in changelogs:
@@ -82,6 +83,8 @@ async def send_changelogs(producer: Any, changelogs: list[Record]) -> None:
     await producer.flush()
     for record in last.values():
         await _send(producer, record)
+    if last:
+        await producer.flush()
 
 
 async def _send(producer: Any, record: Record) -> None:

@@ -1,19 +1,23 @@
 """The agents: thin loops that batch messages, call the processors and store the batch.
 
 A batch is processed in memory, then stored while the next one is processed: its outputs
-first, then its Redis writes, then its state (Faust flushes the producer before every
-offset commit), then its events are acknowledged. So an offset is never committed before
-its outputs and state exist, Redis never runs ahead of the topics, and the worker
-computes instead of waiting for the broker. At most one batch is being stored at a time,
-in order. A batch that cannot be stored stops the worker: its
-tables in memory are already past it, and a restart recovers them from the changelogs.
+first, acknowledged, then its Redis writes; then its state (Faust flushes the producer
+before every offset commit), then its events are acknowledged. So an offset is never
+committed before its outputs and state exist, Redis never runs ahead of the topics, and
+the worker computes instead of waiting for the broker. Outputs are stored in batch order,
+and states too; a batch's outputs need not wait for the state of the batch before, so an
+alert reaches Redis one broker round trip after its batch, not two. A batch that cannot
+be stored stops the worker: its tables in memory are already past it, and a restart
+recovers them from the changelogs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -27,6 +31,7 @@ __all__ = ["EventBatches", "register_agents"]
 
 BATCH_SIZE = 2000
 BATCH_LINGER = 0.005
+IN_FLIGHT = 2  # batches being stored at once: one's outputs while the one before stores state
 STOP_GRACE = 10.0  # seconds a stopping agent waits for the batch being stored
 
 Process = Callable[[Batch, list[Any]], Awaitable[None]]
@@ -81,16 +86,10 @@ def _apply_writes(batch: Batch) -> list[Record]:
     ]
 
 
-async def _store(
-    app: Any, batch: Batch, changelogs: list[Record], redis: RedisStore, metrics: WorkerMetrics
-) -> None:
-    """Outputs first, acknowledged, then Redis, then the state that marks their events done.
-
-    After a crash, an event whose state reached the changelog is skipped as a duplicate
-    when it is delivered again, so its outputs must already be stored by then. Redis comes
-    after the topics, so it never shows an alert the topics lost with a crashed worker. The
-    metrics count a batch once its outputs are stored: that ends its events' latency.
-    """
+async def _store_outputs(app: Any, batch: Batch, redis: RedisStore, metrics: WorkerMetrics) -> None:
+    """Outputs first, acknowledged, then Redis, so Redis never shows an alert the topics
+    lost with a crashed worker. The metrics count a batch once its outputs are stored:
+    that ends its events' latency."""
     for topic, key, record, partition in batch.records:
         await app.producer.send(
             topic, key, record, partition=partition, timestamp=None, headers=None
@@ -98,17 +97,35 @@ async def _store(
     await app.producer.flush()
     await redis.apply(batch.redis)
     metrics.record(batch.tally)
-    await send_changelogs(app.producer, changelogs)
 
 
-async def _finish(storing: asyncio.Future[None] | None) -> None:
+async def _after(
+    before: Sequence[asyncio.Future[None] | None], step: Callable[[], Awaitable[None]]
+) -> None:
+    """Run ``step`` once the steps it depends on are done; a failed one fails it too, and
+    it never starts (that failure has already stopped the worker)."""
+    for future in before:
+        if future is not None:
+            await future
+    await step()
+
+
+@dataclass(frozen=True)
+class Storing:
+    """A batch being stored: its outputs (the end of its latency), then its state."""
+
+    outputs: asyncio.Future[None]
+    state: asyncio.Future[None]
+
+
+async def _finish(storing: Storing | None) -> None:
     """Let the batch being stored finish when the agent stops (a rebalance keeps the
     tables in memory, so its events must not come again), but not for ever: a worker
     stopping with a broker gone gives up after ``STOP_GRACE`` seconds."""
     if storing is None:
         return
     try:
-        await asyncio.wait_for(asyncio.shield(storing), STOP_GRACE)
+        await asyncio.wait_for(asyncio.shield(storing.state), STOP_GRACE)
     except TimeoutError:
         log.warning(
             "a batch was still being stored after %.0f s; its events come again", STOP_GRACE
@@ -162,20 +179,39 @@ def register_agents(
     """Both agents run the same loop: batch, admit in offset order, process, store."""
     clock_topic = topics.names.clock
 
-    async def store(
-        batch: Batch, changelogs: list[Record], source: EventBatches, events: list[Any]
-    ) -> None:
+    async def guarded(step: Awaitable[None]) -> None:
         try:
-            await _store(app, batch, changelogs, redis, metrics)
+            await step
         except Exception as error:
             log.critical("a batch could not be stored; the worker stops: %r", error)
             await app.crash(error)
             raise
+
+    async def store_state(
+        changelogs: list[Record], source: EventBatches, events: list[Any]
+    ) -> None:
+        await guarded(send_changelogs(app.producer, changelogs))
         await source.ack(events)
+
+    def store(
+        batch: Batch, changelogs: list[Record], source: EventBatches, events: list[Any],
+        previous: Storing | None,
+    ) -> Storing:  # fmt: skip
+        """Outputs after the previous batch's outputs; state after its own outputs and the
+        previous batch's state. So a batch's outputs need not wait for the state before."""
+        outputs_before = previous.outputs if previous else None
+        state_before = previous.state if previous else None
+        outputs = asyncio.ensure_future(
+            _after([outputs_before], lambda: guarded(_store_outputs(app, batch, redis, metrics)))
+        )
+        state = asyncio.ensure_future(
+            _after([outputs, state_before], partial(store_state, changelogs, source, events))
+        )
+        return Storing(outputs, state)
 
     async def run(stream: Any, process: Process) -> None:
         source = EventBatches(stream, BATCH_SIZE, BATCH_LINGER)
-        storing: asyncio.Future[None] | None = None
+        in_flight: deque[Storing] = deque()
         try:
             async for received in source:
                 with progress.working(received):
@@ -183,11 +219,15 @@ def register_agents(
                     batch = Batch()
                     await process(batch, _admitted(progress, batch, received))
                 changelogs = _apply_writes(batch)
-                if storing is not None:
-                    await storing
-                storing = asyncio.ensure_future(store(batch, changelogs, source, received))
+                if in_flight:
+                    await in_flight[-1].outputs
+                if len(in_flight) == IN_FLIGHT:
+                    await in_flight.popleft().state
+                in_flight.append(
+                    store(batch, changelogs, source, received, in_flight[-1] if in_flight else None)
+                )
         finally:
-            await _finish(storing)
+            await _finish(in_flight[-1] if in_flight else None)
 
     @app.agent(topics.account_input, name="score_accounts")
     async def score_accounts(stream: Any) -> None:
