@@ -1,13 +1,67 @@
-"""The order in which a batch's parts are stored."""
+"""How events are batched, and the order in which a batch's parts are stored."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from functools import partial
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from streams.agents import _after
+from streams.agents import EventBatches, _after
+
+
+class QueueStream:
+    """The part of a Faust stream that ``EventBatches`` reads: its queue and its events."""
+
+    def __init__(self) -> None:
+        self.channel = SimpleNamespace(queue=asyncio.Queue())
+
+    def noack(self) -> QueueStream:
+        return self
+
+    async def events(self) -> AsyncIterator[Any]:
+        while True:
+            yield await self.channel.queue.get()
+
+
+async def first_batches(
+    events: int, count: int, linger: float, turns: int = 0, pace: float = 0.0
+) -> list[list[int]]:
+    """The first ``count`` batches of ``events`` fed one every ``turns`` turns of the
+    event loop (as Faust delivers a backlog) and ``pace`` seconds."""
+    stream = QueueStream()
+
+    async def feed() -> None:
+        for n in range(events):
+            stream.channel.queue.put_nowait(n)
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            await asyncio.sleep(pace)
+
+    feeding = asyncio.ensure_future(feed())
+    batches = []
+    async for batch in EventBatches(stream, size=50, linger=linger):
+        batches.append(batch)
+        if len(batches) == count:
+            break
+    feeding.cancel()
+    return batches
+
+
+def test_a_backlog_fills_a_batch_past_the_linger() -> None:
+    """Events that keep coming (a topic read from behind) keep the batch open to its
+    size, even with no linger: per-batch costs are then paid once per batch, not per few
+    events."""
+    batches = asyncio.run(first_batches(events=120, count=2, linger=0.0, turns=10))
+    assert batches == [list(range(50)), list(range(50, 100))]
+
+
+def test_a_quiet_stream_closes_each_batch_soon_after_its_event() -> None:
+    batches = asyncio.run(first_batches(events=3, count=3, linger=0.005, pace=0.05))
+    assert batches == [[0], [1], [2]]
 
 
 def test_a_step_runs_only_after_the_steps_it_depends_on() -> None:
