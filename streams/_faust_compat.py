@@ -8,6 +8,8 @@ import aiokafka
 from faust.serializers import codecs
 from faust.transport.consumer import Consumer
 
+from streams.wire import right_sized
+
 __all__ = [
     "acknowledge_applied",
     "cap_fetch_wait",
@@ -28,13 +30,14 @@ def write_table(table: Any, key: Any, value: Any, partition: int) -> Record:
     event-loop turn, and blocks the stream while more than 100 wait: that took about
     0.5 ms per event here. The caller sends the same record (same topic, codecs and
     partition, so recovery reads it back unchanged) straight to the producer. The value
-    is encoded now: a state object the next batch changes must be stored as it is here.
+    is encoded now: a state object the next batch changes must be stored as it is here;
+    and right-sized, as it waits for its batch to be sent (Faust's codecs use orjson).
     """
     table.data[key] = value
     return (
         table.changelog_topic.get_topic_name(),
-        codecs.dumps(table.key_serializer, key),
-        codecs.dumps(table.value_serializer, value),
+        right_sized(codecs.dumps(table.key_serializer, key)),
+        right_sized(codecs.dumps(table.value_serializer, value)),
         partition,
     )
 

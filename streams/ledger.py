@@ -26,6 +26,7 @@ from duoli.ledger import Ledger
 from streams.consumers import background_consumer
 from streams.elected import ElectedService
 from streams.topics import TopicNames
+from streams.wire import json_bytes
 
 __all__ = ["RECENT_IDS", "Chainer", "LedgerService"]
 
@@ -138,7 +139,7 @@ class LedgerService(ElectedService):
         """In order (the producer keeps one request in flight per partition), then all
         acknowledged before the next read."""
         sent = [
-            await producer.send(self.names.ledger, orjson.dumps(entry), partition=0)
+            await producer.send(self.names.ledger, json_bytes(entry), partition=0)
             for entry in entries
         ]
         for delivery in sent:

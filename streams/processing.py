@@ -35,6 +35,7 @@ from duoli.settings import Settings
 from models.snapshot import version_day
 from streams.tables import Tables
 from streams.topics import Topics
+from streams.wire import json_bytes
 
 __all__ = [
     "AccountProcessor",
@@ -48,10 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-def _json(record: Any) -> bytes:
-    return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
 def merchant_partition(merchant_id: str, partitions: int) -> int:
@@ -129,7 +126,7 @@ class Batch:
     ) -> None:
         """Queue a record; outputs of an account event go to the input's own partition,
         which is where the key's hash would send them (same key, same partition count)."""
-        self.records.append((topic, key, _json(record), partition))
+        self.records.append((topic, key, json_bytes(record, sort_keys=True), partition))
 
     def reject(self, topic: str, letter: dict[str, Any]) -> None:
         """Send a dead letter made by :func:`dead_letter`."""
