@@ -15,6 +15,7 @@ __all__ = [
     "cap_fetch_wait",
     "guard_commit_head",
     "missing_head",
+    "seek_in_consumer_thread",
     "send_changelogs",
     "write_table",
 ]
@@ -93,6 +94,19 @@ async def send_changelogs(producer: Any, changelogs: list[Record]) -> None:
 async def _send(producer: Any, record: Record) -> None:
     topic, key, value, partition = record
     await producer.send(topic, key, value, partition=partition, timestamp=None, headers=None)
+
+
+async def seek_in_consumer_thread(consumer: Any, tp: Any, offset: int) -> None:
+    """``consumer.seek``, run in the thread that fetches.
+
+    Faust's ``seek`` moves aiokafka's fetcher from the app's thread, while the consumer's
+    own thread may be walking the fetched records: aiokafka then fails with a ``KeyError``
+    that crashes the worker (seen in a drain of the throughput benchmark). In the
+    consumer's thread the seek falls between two fetches.
+    """
+    thread = consumer._thread
+    await thread.call_thread(thread.seek, tp, offset)
+    consumer._read_offset[tp] = offset if offset else None  # as Faust's seek does
 
 
 def missing_head(consumer: Any, tp: Any) -> int | None:

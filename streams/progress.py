@@ -27,7 +27,7 @@ from typing import Any
 
 from faust.types import TP
 
-from streams._faust_compat import acknowledge_applied, missing_head
+from streams._faust_compat import acknowledge_applied, missing_head, seek_in_consumer_thread
 
 __all__ = ["REFETCH_RETRY", "Progress", "end_offsets", "refetch_gaps", "settle_applied_heads"]
 
@@ -159,4 +159,4 @@ def settle_applied_heads(consumer: Any, progress: Progress, topics: set[str]) ->
 async def refetch_gaps(consumer: Any, progress: Progress) -> None:
     for topic, partition, offset in progress.refetches(REFETCH_RETRY):
         log.warning("%s[%d] has a hole; fetching again from offset %d", topic, partition, offset)
-        await consumer.seek(TP(topic, partition), offset)
+        await seek_in_consumer_thread(consumer, TP(topic, partition), offset)
