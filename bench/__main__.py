@@ -39,13 +39,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 @dataclass(frozen=True)
 class Sizes:
     events: int  # pre-produced events for the throughput runs
+    throughput_pairs: int  # bare-then-full runs; the median ratio is reported
     latency_seconds: float
     latency_rate: float
     accounts: int  # simulated accounts for the memory figure
 
 
-FULL = Sizes(events=40_000, latency_seconds=20.0, latency_rate=500.0, accounts=100_000)
-QUICK = Sizes(events=8_000, latency_seconds=8.0, latency_rate=500.0, accounts=10_000)
+FULL = Sizes(
+    events=40_000, throughput_pairs=3, latency_seconds=20.0, latency_rate=500.0, accounts=100_000
+)
+QUICK = Sizes(
+    events=8_000, throughput_pairs=1, latency_seconds=8.0, latency_rate=500.0, accounts=10_000
+)
 
 
 def _section(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -74,7 +79,8 @@ def run_all(sizes: Sizes, settings: Settings, log_dir: Path) -> dict[str, dict[s
         url = broker.url
         records = book_records(sizes.events)
         raw["throughput"] = _section(
-            "throughput", lambda: throughput_section(url, settings, records, log_dir)
+            "throughput",
+            lambda: throughput_section(url, settings, records, log_dir, sizes.throughput_pairs),
         )
         raw["latency_p99"] = _section(
             "latency",
