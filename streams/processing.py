@@ -46,9 +46,34 @@ __all__ = [
     "count_events",
     "count_outcome",
     "dead_letter",
+    "training_records",
 ]
 
 log = logging.getLogger(__name__)
+
+
+TRAINING_ITEMS_PER_RECORD = 250  # a scored transaction's item is about 1 KB of JSON
+
+
+def training_records(partition: int, items: list[list[Any]], clock: float) -> list[dict[str, Any]]:
+    """A partition's training items in records of at most ``TRAINING_ITEMS_PER_RECORD``:
+    a batch of 2,000 transactions in one record would pass the broker's 1 MB limit. A
+    record that more follow carries the clock of its last item (``known_at``), as if the
+    batch had ended there; the last one carries ``clock``.
+
+    >>> items = [["tx", f"t{n}", 0.0, n, 10.0 * n, []] for n in range(600)]
+    >>> [(len(r["items"]), r["clock"]) for r in training_records(0, items, 7000.0)]
+    [(250, 2490.0), (250, 4990.0), (100, 7000.0)]
+    >>> training_records(1, [], 50.0)
+    [{'p': 1, 'clock': 50.0, 'items': []}]
+    """
+    size = TRAINING_ITEMS_PER_RECORD
+    chunks = [items[start : start + size] for start in range(0, len(items), size)] or [[]]
+    clocks = [chunk[-1][4] for chunk in chunks[:-1]] + [clock]
+    return [
+        {"p": partition, "clock": at, "items": chunk}
+        for chunk, at in zip(chunks, clocks, strict=True)
+    ]
 
 
 def merchant_partition(merchant_id: str, partitions: int) -> int:
@@ -264,16 +289,13 @@ class AccountProcessor:
         self._send_training(batch)
 
     def _send_training(self, batch: Batch) -> None:
-        """One record per partition the batch moved: its training items and its clock,
-        which tells the trainer how far in event time this partition has got."""
+        """The training items of each partition the batch moved, with its clock, which
+        tells the trainer how far in event time this partition has got."""
         moved = {int(key) for (table, key) in batch.writes if table is self.tables.clocks}
         for partition in sorted(moved | set(self.training)):
-            record = {
-                "p": partition,
-                "clock": self.clock(partition),
-                "items": self.training.get(partition, []),
-            }
-            batch.send(self.topics.names.training, None, record, 0)
+            items = self.training.get(partition, [])
+            for record in training_records(partition, items, self.clock(partition)):
+                batch.send(self.topics.names.training, None, record, 0)
         self.training.clear()
 
     def _send_tallies(self, batch: Batch) -> None:
