@@ -13,6 +13,7 @@ from streams.wire import right_sized
 __all__ = [
     "acknowledge_applied",
     "cap_fetch_wait",
+    "delivered_offset",
     "guard_commit_head",
     "missing_head",
     "seek_in_consumer_thread",
@@ -107,6 +108,13 @@ async def seek_in_consumer_thread(consumer: Any, tp: Any, offset: int) -> None:
     thread = consumer._thread
     await thread.call_thread(thread.seek, tp, offset)
     consumer._read_offset[tp] = offset if offset else None  # as Faust's seek does
+
+
+def delivered_offset(consumer: Any, tp: Any) -> int | None:
+    """The offset Faust last handed to a stream for ``tp`` (after a seek, the offset it
+    reads from), or None before any."""
+    offset: int | None = consumer._read_offset.get(tp)
+    return offset
 
 
 def missing_head(consumer: Any, tp: Any) -> int | None:

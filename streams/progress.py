@@ -27,7 +27,12 @@ from typing import Any
 
 from faust.types import TP
 
-from streams._faust_compat import acknowledge_applied, missing_head, seek_in_consumer_thread
+from streams._faust_compat import (
+    acknowledge_applied,
+    delivered_offset,
+    missing_head,
+    seek_in_consumer_thread,
+)
 
 __all__ = ["REFETCH_RETRY", "Progress", "end_offsets", "refetch_gaps", "settle_applied_heads"]
 
@@ -134,12 +139,20 @@ def _key(topic: str, partition: int) -> str:
 
 
 def end_offsets(consumer: Any, topics: set[str]) -> dict[tuple[str, int], int]:
-    """The end offsets of the assigned input partitions, from the last fetch responses."""
+    """How far each assigned input partition should have been applied: its end offset from
+    the last fetch responses, but no further than the last offset Faust handed to a stream.
+
+    A partition behind only what Faust has not delivered yet is slow, not stalled: while a
+    worker drains a backlog, Faust holds back partitions whose stream buffer is full, and
+    fetching those again was needless; in the drains measured here, each such seek was
+    followed by events of other partitions lost and fetched again.
+    """
     ends = {}
     for tp in consumer.assignment():
         end = consumer.highwater(tp) if tp.topic in topics else None
-        if end is not None:
-            ends[tp.topic, tp.partition] = end
+        delivered = delivered_offset(consumer, tp)
+        if end is not None and delivered is not None:
+            ends[tp.topic, tp.partition] = min(end, delivered + 1)
     return ends
 
 

@@ -18,7 +18,7 @@ from duoli.account import AccountState
 from duoli.events import parse_event
 from streams._faust_compat import guard_commit_head, missing_head
 from streams.processing import Batch, redelivered
-from streams.progress import Progress, settle_applied_heads
+from streams.progress import Progress, end_offsets, settle_applied_heads
 
 
 class Table(dict[str, int]):
@@ -185,6 +185,21 @@ def test_a_partition_behind_its_end_that_does_not_move_is_fetched_again() -> Non
     assert progress.refetches(retry_after=0.0) == []  # it moved
     progress.check_stalls({("t", 0): 15, ("t", 1): 4})
     assert progress.refetches(retry_after=0.0) == [("t", 0, 12)]  # stuck at 12 of 15
+
+
+def test_a_partition_is_due_only_up_to_what_faust_has_delivered() -> None:
+    """Events Faust has not handed over yet are not lost: behind them a partition is slow."""
+    read = {TP("t", 0): 11, TP("t", 1): 3, TP("t", 2): None, TP("u", 0): 50}
+    consumer = SimpleNamespace(
+        assignment=lambda: set(read),
+        highwater=lambda tp: {("t", 0): 15, ("t", 1): 4, ("t", 2): 9, ("u", 0): 80}[tp],
+        _read_offset=read,
+    )
+    assert end_offsets(consumer, {"t"}) == {("t", 0): 12, ("t", 1): 4}
+    progress = Progress(Table({"t:0": 12, "t:1": 3}))
+    for _ in range(2):
+        progress.check_stalls(end_offsets(consumer, {"t"}))
+    assert progress.refetches(retry_after=0.0) == [("t", 1, 3)]  # 3 was delivered, not applied
 
 
 class Clock:
