@@ -28,12 +28,12 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from river import anomaly
 
-from models.features import FRAUD_INPUTS
+from models.features import FRAUD_INPUTS, values_of
 
 __all__ = ["FRAUD_LIMITS", "AnomalyDetector", "FrozenDetector"]
 
@@ -120,8 +120,9 @@ class FrozenDetector:
     window. That is what a snapshot stores. On loading, each tree becomes its paths:
     where ``HalfSpaceTrees.score_one`` stops (a node of too little mass, or the bottom)
     and the score it has summed by then, so a walk is only the comparisons (24 µs per
-    transaction before, 11 µs after). The result is read as ``AnomalyDetector.score_one``
-    reads it.
+    transaction before, 11 µs after), and the paths of all trees become one expression
+    of nested comparisons (``_walker``: 4 µs where a loop over the lists took 15, on the
+    same machine). The result is read as ``AnomalyDetector.score_one`` reads it.
     """
 
     def __init__(self, detector: AnomalyDetector) -> None:
@@ -134,30 +135,50 @@ class FrozenDetector:
         self.reference = tuple(detector._sorted)
         index = {name: position for position, name in enumerate(self.features)}
         self.trees = tuple(_flatten(tree, index) for tree in model.trees)
-        self.paths = self._paths()
+        self._compile()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {name: value for name, value in vars(self).items() if name != "paths"}
+        return {name: value for name, value in vars(self).items() if name not in _COMPILED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
-        self.paths = self._paths()
+        self._compile()
 
-    def _paths(self) -> tuple[_Paths, ...]:
-        return tuple(_stops(tree, self.height, self.size_limit) for tree in self.trees)
+    def _compile(self) -> None:
+        paths = [_stops(tree, self.height, self.size_limit) for tree in self.trees]
+        self.walk = _walker(paths)
+        self.row = values_of(self.features)
 
     def score_one(self, x: Mapping[str, float]) -> float:
         """The same value as the detector it was made from gives for ``x``."""
         if not self.reference:
             return 0.0
-        row = [x[name] for name in self.features]
-        total = 0.0
-        for splits, thresholds, scores in self.paths:
-            node = 0
-            while (split := splits[node]) >= 0:
-                node = 2 * node + (1 if row[split] < thresholds[node] else 2)
-            total += scores[node]
+        total = self.walk(self.row(x))
         return _against(self.reference, 1 - total / self.max_score, self.top_share)
+
+
+_COMPILED = ("walk", "row")  # rebuilt from the trees on loading, never stored
+
+
+def _walker(paths: Sequence[_Paths]) -> Callable[[Sequence[float]], float]:
+    """Every tree's walk as one Python expression: the sum, tree by tree, of nested
+    ``(left if row[split] < threshold else right)`` down to each path's score.
+
+    Built only from ints and floats (``repr`` of a float is exact), so evaluating it
+    runs nothing a snapshot could smuggle in.
+    """
+    source = " + ".join(_expression(path, 0) for path in paths) or "0.0"
+    names = {"__builtins__": {}, "inf": math.inf, "nan": math.nan}
+    return eval(f"lambda row: {source}", names)  # noqa: S307 - numbers only, see above
+
+
+def _expression(path: _Paths, node: int) -> str:
+    splits, thresholds, scores = path
+    split = int(splits[node])
+    if split < 0:
+        return repr(float(scores[node]))
+    left, right = _expression(path, 2 * node + 1), _expression(path, 2 * node + 2)
+    return f"({left} if row[{split}] < {float(thresholds[node])!r} else {right})"
 
 
 _Paths = tuple[list[int], list[float], list[float]]  # split input (-1: stop), threshold, score

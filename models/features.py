@@ -49,6 +49,7 @@ __all__ = [
     "pack",
     "pd_inputs",
     "unpack",
+    "values_of",
 ]
 
 Facts = Mapping[str, Any]
@@ -384,6 +385,19 @@ def _clip(value: Any, low: float, high: float, neutral: float) -> float:
     return min(max(number, low), high)
 
 
+def values_of(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A reader of the values of ``names``, in order, as a tuple: one C call, where a
+    comprehension costs a few µs per event; a missing name raises ``KeyError``.
+
+    >>> values_of(("b", "a"))({"a": 1.0, "b": 2.0}), values_of(("a",))({"a": 1.0})
+    ((2.0, 1.0), (1.0,))
+    """
+    if len(names) == 1:
+        (name,) = names
+        return lambda mapping: (mapping[name],)
+    return itemgetter(*names)
+
+
 def pack(inputs: Mapping[str, float], names: Sequence[str]) -> list[float]:
     """The inputs as a list in ``names`` order, for JSON transport; a missing name reads 0."""
     getter = _GETTERS.get(id(names))
@@ -396,7 +410,7 @@ def pack(inputs: Mapping[str, float], names: Sequence[str]) -> list[float]:
 
 
 # The two name lists are module constants: with every name there, one C call reads them.
-_GETTERS = {id(names): itemgetter(*names) for names in (FRAUD_FEATURES, PD_FEATURES)}
+_GETTERS = {id(names): values_of(names) for names in (FRAUD_FEATURES, PD_FEATURES)}
 
 
 def unpack(values: Sequence[float], names: Sequence[str]) -> dict[str, float]:

@@ -415,13 +415,25 @@ def test_the_frozen_detector_scores_as_the_detector_and_holds_no_tree_objects():
     assert [loaded.score_one(x) for x in probes] == [detector.score_one(x) for x in probes]
 
 
-def test_a_frozen_detector_stores_its_trees_not_its_paths():
+def test_a_frozen_detector_stores_its_trees_not_its_compiled_walk():
     """Snapshots already on the models topic hold the trees alone; they still load."""
     frozen = trained_detector().frozen()
     stored = frozen.__getstate__()
-    assert "paths" not in stored and "trees" in stored
+    assert "walk" not in stored and "trees" in stored
     older = FrozenDetector.__new__(FrozenDetector)
     older.__setstate__(dict(stored))
     probes = [x for x, _ in FRAUD[400:500]]
     assert [older.score_one(x) for x in probes] == [frozen.score_one(x) for x in probes]
     assert len({older.score_one(x) for x in probes}) > 10  # not a constant
+
+
+def test_a_frozen_detector_compiles_numbers_only():
+    """The walk is compiled from the stored trees: anything but a number in them refuses to
+    load instead of running."""
+    stored = dict(trained_detector().frozen().__getstate__())
+    features, thresholds, masses = stored["trees"][0]
+    payload = "__import__('os').getpid()"
+    stored["trees"] = ((features, [payload] * len(thresholds), masses), *stored["trees"][1:])
+    tampered = FrozenDetector.__new__(FrozenDetector)
+    with pytest.raises(ValueError, match="could not convert"):
+        tampered.__setstate__(stored)
