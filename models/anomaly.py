@@ -169,7 +169,7 @@ def _walker(paths: Sequence[_Paths]) -> Callable[[Sequence[float]], float]:
     """
     source = " + ".join(_expression(path, 0) for path in paths) or "0.0"
     names = {"__builtins__": {}, "inf": math.inf, "nan": math.nan}
-    return eval(f"lambda row: {source}", names)  # noqa: S307 - numbers only, see above
+    return eval(f"lambda row: {source}", names)  # numbers only, see above
 
 
 def _expression(path: _Paths, node: int) -> str:
