@@ -105,7 +105,9 @@ class Candidate(Predictor, Protocol):
 
     def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None: ...
 
-    def frozen(self) -> Predictor: ...
+    def frozen(self) -> Predictor | None:
+        """An immutable copy for the workers; None while it has nothing to score with."""
+        ...
 
 
 def sigmoid(logit: float) -> float:

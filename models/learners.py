@@ -79,6 +79,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from models.anomaly import AnomalyDetector, FrozenDetector
+from models.boosted import BoostedCandidate
 from models.candidates import (
     BlendPredictor,
     Candidate,
@@ -162,6 +163,7 @@ def _unit(value: float) -> float:
 def fraud_candidates() -> dict[str, Candidate]:
     """The champion at start (the first) and its challengers, fresh."""
     return {
+        "boosted": BoostedCandidate(),
         "binned": LogisticCandidate(
             bins=10,
             learning_rate=0.005,
@@ -244,9 +246,22 @@ class FraudLearner:
         """A scored transaction, labelled or not; only the detector learns it."""
         self.detector.learn_one(guard(x, FRAUD_INPUTS))
 
-    def learn(self, x: dict[str, float], is_fraud: bool, at: float, weight: float = 1.0) -> None:
-        """Each candidate predicts ``x`` (recorded at ``at``), then learns the label."""
+    def learn(
+        self,
+        x: dict[str, float],
+        is_fraud: bool,
+        at: float,
+        weight: float = 1.0,
+        correction: bool = False,
+    ) -> None:
+        """Each candidate predicts ``x`` (recorded at ``at``), then learns the label. A
+        ``correction`` overrules the opposite label learned before: a candidate that can
+        forget that example does so first."""
         row = guard(x, FRAUD_INPUTS)
+        if correction:
+            for candidate in self.candidates.values():
+                if isinstance(candidate, BoostedCandidate):
+                    candidate.forget_one(row, not is_fraud)
         scores = {name: model.predict_proba_one(row) for name, model in self.candidates.items()}
         for name, members in self.blends.items():
             scores[name] = sum(scores[member] for member in members) / len(members)
@@ -256,6 +271,13 @@ class FraudLearner:
             candidate.learn_one(row, is_fraud, weight)
         self.labels += 1
         self.positives += bool(is_fraud)
+
+    def close_day(self, at: float) -> Promotion | None:
+        """The day's end: candidates that learn in batches refit, then the promotion check."""
+        for candidate in self.candidates.values():
+            if isinstance(candidate, BoostedCandidate):
+                candidate.refit()
+        return self.promote_if_better(at)
 
     def promote_if_better(self, at: float) -> Promotion | None:
         """Promote the best challenger if the window is full enough and it wins by the margin."""
@@ -303,10 +325,11 @@ class FraudLearner:
         detector = self.detector.frozen()
         return FraudScorer(version, predictor, detector, weight)
 
-    def _frozen(self, name: str) -> Predictor:
-        if name in self.blends:
-            return BlendPredictor(tuple(self.candidates[m].frozen() for m in self.blends[name]))
-        return self.candidates[name].frozen()
+    def _frozen(self, name: str) -> Predictor | None:
+        if name not in self.blends:
+            return self.candidates[name].frozen()
+        members = tuple(self.candidates[member].frozen() for member in self.blends[name])
+        return None if None in members else BlendPredictor(members)  # type: ignore[arg-type]
 
     def _window(self) -> Prequential:
         return Prequential(self.config.window_days, self.config.window_max)

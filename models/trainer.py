@@ -227,7 +227,7 @@ class Trainer:
             self._apply(queued.item)
         self._mature(until=boundary)
         self.pending.forget_before(boundary)
-        self.fraud.promote_if_better(boundary)  # recorded, with its metrics, by the learner
+        self.fraud.close_day(boundary)  # a promotion is recorded, with its metrics, by the learner
         self.trained_through = boundary
 
     def _apply(self, item: TrainingItem) -> None:
@@ -261,8 +261,9 @@ class Trainer:
         if done is None or done.kind != "tx":
             counters.unmatched_labels += 1
         elif done.outcome is not is_fraud:
-            counters.corrections += done.outcome is not None
-            self._learn_fraud(done, is_fraud, known_at, weight=1.0)
+            corrects = done.outcome is not None
+            counters.corrections += corrects
+            self._learn_fraud(done, is_fraud, known_at, weight=1.0, correction=corrects)
             done.outcome = is_fraud
 
     def _repaid(self, bill_id: str, known_at: float) -> None:
@@ -285,8 +286,11 @@ class Trainer:
                 learned = False
             self.pending.resolve(example_id, example, learned, self._keep_until(example))
 
-    def _learn_fraud(self, example: Example, is_fraud: bool, at: float, weight: float) -> None:
-        self.fraud.learn(_features(example, FRAUD_FEATURES), is_fraud, at, weight)
+    def _learn_fraud(
+        self, example: Example, is_fraud: bool, at: float, weight: float, correction: bool = False
+    ) -> None:
+        x = _features(example, FRAUD_FEATURES)
+        self.fraud.learn(x, is_fraud, at, weight, correction=correction)
 
     def _keep_until(self, example: Example) -> float:
         return example.mature_at + self.config.correction_days * DAY

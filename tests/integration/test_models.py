@@ -25,8 +25,8 @@ MODELS = {"DUOLI_MODEL_WAIT_SECONDS": "60", "DUOLI_LOG_LEVEL": "INFO"}
 CHAMPION = next(iter(fraud_candidates()))  # at start; too few frauds here for a promotion
 
 
-def _book(days: int = 24) -> list[dict[str, Any]]:
-    return list(simulate(SimulationConfig(seed=11, accounts=120, days=days)))
+def _book(days: int = 24, fraud_rate: float = 0.05) -> list[dict[str, Any]]:
+    return list(simulate(SimulationConfig(seed=11, accounts=120, days=days, fraud_rate=fraud_rate)))
 
 
 def _labels_known_before(events: list[dict[str, Any]], midnight: str) -> int:
@@ -173,7 +173,9 @@ def _log(worker: WorkerProcess) -> str:
 
 def test_score_records_carry_the_models_figures_and_reasons(pipeline):
     running = pipeline(workers=1, **MODELS)
-    running.feed_by_day(_book(days=12))
+    # The champion fits once it has learned 5 frauds: a book with more of them gets there
+    # within two weeks.
+    running.feed_by_day(_book(days=14, fraud_rate=0.25))
     records = running.scores()
     assert records
     for record in records:

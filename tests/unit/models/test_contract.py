@@ -20,6 +20,7 @@ import pytest
 
 import models.learners as learners
 from models.anomaly import AnomalyDetector, FrozenDetector
+from models.boosted import BoostedCandidate
 from models.candidates import LogisticCandidate, TreeCandidate
 from models.features import (
     BOUNDS,
@@ -77,6 +78,12 @@ def trained_candidate(candidate):
     return candidate
 
 
+def refitted_boosted() -> BoostedCandidate:
+    model = trained_candidate(BoostedCandidate(iterations=10))
+    model.refit()
+    return model
+
+
 def trained_detector() -> AnomalyDetector:
     detector = AnomalyDetector(n_trees=5, height=6, window_size=100, reference_size=300)
     for x, _ in FRAUD[:400]:
@@ -89,6 +96,7 @@ def trained_fraud_learner(config: LearningConfig | None = None) -> FraudLearner:
     for t, (x, y) in enumerate(FRAUD):
         learner.observe(x)
         learner.learn(x, y, at=float(t))
+    learner.close_day(float(len(FRAUD)))
     return learner
 
 
@@ -120,6 +128,12 @@ SUBJECTS: dict[str, tuple[Callable[[], Any], Score, list[tuple[dict[str, float],
     ),
     "tree predictor": (
         lambda: trained_candidate(TreeCandidate(grace_period=50)).frozen(),
+        lambda m, x: (m.score(x), m.explain(x)),
+        FRAUD,
+    ),
+    "boosted": (refitted_boosted, lambda m, x: (m.predict_proba_one(x), m.explain(x)), FRAUD),
+    "boosted predictor": (
+        lambda: refitted_boosted().frozen(),
         lambda m, x: (m.score(x), m.explain(x)),
         FRAUD,
     ),

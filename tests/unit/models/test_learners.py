@@ -28,6 +28,7 @@ def feed(learner: FraudLearner, n: int, seed: int = 3, rate: float = 0.05, start
         x = transaction(rng, fraud)
         learner.observe(x)
         learner.learn(x, fraud, at=float(t))
+    learner.close_day(float(start + n))  # the boosted candidate refits at the day's end
 
 
 def test_noisy_or():
@@ -120,6 +121,7 @@ def test_a_scorer_is_a_snapshot_later_learning_does_not_reach_it():
     before = scorer.score(x, 0.0)
     for t in range(200):
         learner.learn(x, False, at=1000.0 + t)
+    learner.close_day(1200.0)
     assert scorer.score(x, 0.0) == before
     assert learner.scorer("v4").score(x, 0.0).fraud_score < before.fraud_score
     assert scorer.version == "v3"
@@ -139,10 +141,10 @@ def test_status_is_json_ready_and_names_the_champion():
     learner = FraudLearner(LearningConfig(warmup_positives=5))
     feed(learner, 500)
     status = json.loads(json.dumps(learner.status()))
-    assert status["champion"] == "binned" == next(iter(status["candidates"]))
-    assert status["candidates"]["binned"]["role"] == "champion"
+    assert status["champion"] == "boosted" == next(iter(status["candidates"]))
+    assert status["candidates"]["boosted"]["role"] == "champion"
     assert {c["role"] for c in status["candidates"].values()} == {"champion", "challenger"}
-    assert status["candidates"]["binned"]["window_labels"] == 500
+    assert all(c["window_labels"] == 500 for c in status["candidates"].values())
     assert 0.5 < status["candidates"]["binned"]["roc_auc"] <= 1.0
     assert status["promotions"] == []
 

@@ -1,0 +1,113 @@
+"""The boosted candidate: its compiled trees answer as scikit-learn does, its memory is a
+fixed ring, and it learns nothing until it has both classes."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from models.boosted import BoostedCandidate, BoostedPredictor
+from models.features import BOUNDS, FRAUD_FEATURES
+
+FEATURES = ("amount", "prior_tx", "merchant_frauds")
+
+
+def example(rng: random.Random) -> tuple[dict[str, float], bool]:
+    x = {name: rng.uniform(*BOUNDS[name]) for name in FEATURES}
+    return x, x["amount"] + 2 * x["merchant_frauds"] + rng.gauss(0, 1.5) > 14
+
+
+def examples(n: int, seed: int = 3) -> list[tuple[dict[str, float], bool]]:
+    rng = random.Random(seed)
+    return [example(rng) for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[HistGradientBoostingClassifier, BoostedPredictor]:
+    data = examples(3000)
+    inputs = np.array([[x[name] for name in FEATURES] for x, _ in data])
+    labels = np.array([y for _, y in data])
+    model = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=9, random_state=0)
+    model.fit(inputs, labels)
+    return model, BoostedPredictor.fitted(model, FEATURES)
+
+
+def test_the_compiled_trees_give_scikit_learns_probability(fitted):
+    model, predictor = fitted
+    rows = [x for x, _ in examples(500, seed=4)]
+    expected = model.predict_proba(np.array([[x[n] for n in FEATURES] for x in rows]))[:, 1]
+    ours = [predictor.predict_proba_one(x) for x in rows]
+    assert np.allclose(ours, expected, rtol=0, atol=1e-12)
+
+
+def test_contributions_add_up_to_the_logit_and_name_what_drove_it(fitted):
+    _, predictor = fitted
+    risky = {"amount": 11.5, "prior_tx": 3.0, "merchant_frauds": 4.0}
+    probability, parts = predictor.score(risky)
+    logit = predictor.expected + sum(part for _, part in parts)
+    assert math.isclose(1 / (1 + math.exp(-logit)), probability, rel_tol=1e-9)
+    assert {name for name, _ in predictor.explain(risky, k=2)} == {"amount", "merchant_frauds"}
+
+
+def test_a_snapshot_stores_numbers_and_loads_to_the_same_answers(fitted):
+    _, predictor = fitted
+    stored = pickle.dumps(predictor)
+    assert b"sklearn" not in stored and b"numpy" not in stored
+    copied = pickle.loads(stored)
+    for x, _ in examples(50, seed=5):
+        assert copied.score(x) == predictor.score(x)
+
+
+def test_the_buffer_is_a_fixed_ring_of_the_latest_examples():
+    model = BoostedCandidate(FEATURES, capacity=100)
+    data = examples(250)
+    sizes = []
+    for n, (x, y) in enumerate(data, start=1):
+        model.learn_one(x, y, w=float(n))
+        if n in (100, 250):
+            sizes.append(len(pickle.dumps(model)))
+    assert len(model.y) == 100 and len(model.x) == 100 * len(FEATURES)
+    assert sorted(model.w) == [float(n) for n in range(151, 251)]  # the oldest went first
+    assert sizes[0] == sizes[1]
+
+
+def test_it_predicts_nothing_until_the_buffer_holds_enough_of_both_classes():
+    model = BoostedCandidate(FEATURES, min_positives=5)
+    for x, _ in examples(200):
+        model.learn_one(x, False)
+    model.refit()
+    assert model.predict_proba_one(examples(1)[0][0]) == 0.0
+    for x, _ in examples(5, seed=6):
+        model.learn_one(x, True)
+    model.refit()
+    assert model.predict_proba_one({"amount": 5.0, "prior_tx": 1.0, "merchant_frauds": 0.0}) > 0
+
+
+def test_a_corrected_example_leaves_the_buffer():
+    model = BoostedCandidate(FEATURES)
+    data = examples(300)
+    for x, y in data:
+        model.learn_one(x, y)
+    x, y = data[10]
+    assert model.forget_one(x, not y) is False  # never learned with that label
+    assert model.forget_one(x, y) is True
+    assert model.w[10] == 0.0 and sum(w == 0.0 for w in model.w) == 1
+    assert model.forget_one(x, y) is False  # already gone
+
+
+def test_the_same_examples_give_the_same_trees():
+    twins = [BoostedCandidate(FEATURES, iterations=10) for _ in range(2)]
+    for model in twins:
+        for x, y in examples(1500):
+            model.learn_one(x, y)
+        model.refit()
+    assert twins[0].frozen().trees == twins[1].frozen().trees
+
+
+def test_the_fraud_candidate_reads_every_fraud_input():
+    assert BoostedCandidate().features == FRAUD_FEATURES
