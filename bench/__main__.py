@@ -27,7 +27,7 @@ from bench._backtest import backtest_section
 from bench._kafka import REPO, book_records
 from bench._latency import latency_section
 from bench._memory import memory_section
-from bench._models import learning_section, pending_section, scoring_section
+from bench._models import learning_section, pending_section, refit_section, scoring_section
 from bench._rules import rules_section
 from bench._throughput import throughput_section
 from connectors.broker import EmbeddedBroker
@@ -73,6 +73,7 @@ def run_all(sizes: Sizes, settings: Settings, log_dir: Path) -> dict[str, dict[s
         "backtest": _section("backtest", backtest_section),
         "model_scoring": _section("model scoring", scoring_section),
         "model_learning": _section("model learning", learning_section),
+        "model_refit": _section("model refit", refit_section),
         "pending_store": _section("pending store", pending_section),
     }
     with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:

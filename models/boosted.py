@@ -43,6 +43,7 @@ True
 from __future__ import annotations
 
 import math
+import time
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -199,6 +200,8 @@ class BoostedCandidate:
         self.next = 0  # the row the next example overwrites once the ring is full
         self.learned_since_fit = 0
         self.predictor = BoostedPredictor(self.features, -math.inf, ())
+        self.fits = 0
+        self.fit_seconds = 0.0  # all fits together, for ``make bench``
 
     def learn_one(self, x: Mapping[str, float], y: bool, w: float = 1.0) -> None:
         row = array("d", (x[name] for name in self.features))
@@ -243,8 +246,11 @@ class BoostedCandidate:
             random_state=0,
         )
         inputs = np.array(self.x).reshape(len(labels), len(self.features))
+        started = time.perf_counter()
         with threadpool_limits(1):  # the trainer shares the machine with the workers
             model.fit(inputs, labels, sample_weight=np.array(self.w))
+        self.fits += 1
+        self.fit_seconds += time.perf_counter() - started
         self.predictor = BoostedPredictor.fitted(model, self.features)
         self.learned_since_fit = 0
 
