@@ -38,6 +38,7 @@ from duoli.evaluation import WARMUP_DAYS
 from duoli.events import Transaction, parse_event
 from duoli.merchant import add_fact, merchant_features
 from duoli.settings import Settings
+from models.boosted import BoostedCandidate
 from models.features import FRAUD_FEATURES, FRAUD_INPUTS, guard, unpack
 from models.learners import fraud_candidates
 from rules import LIBRARY_DIR, load_rules
@@ -89,21 +90,23 @@ def rows_and_labels(folder: Path) -> tuple[list[Row], dict[str, tuple[float, boo
     return sorted(rows, key=lambda row: row.at), labels
 
 
-def lessons(
-    rows: list[Row], labels: dict[str, tuple[float, bool]]
-) -> list[tuple[float, Row, bool, float]]:
-    """(known at, transaction, label, weight) in the order the trainer would learn them."""
+Lesson = tuple[float, Row, bool, float, bool]  # known at, transaction, label, weight, corrects
+
+
+def lessons(rows: list[Row], labels: dict[str, tuple[float, bool]]) -> list[Lesson]:
+    """The lessons in the order the trainer would learn them."""
     taught = []
     for row in rows:
         label = labels.get(row.event_id)
         if label is not None and label[0] <= row.at + MATURITY:
-            taught.append((label[0], row, label[1], 1.0))
+            taught.append((label[0], row, label[1], 1.0, False))
             continue
         digest = hashlib.blake2b(row.event_id.encode(), digest_size=4).digest()
-        if int.from_bytes(digest, "big") < NEGATIVE_RATE * 2**32:
-            taught.append((row.at + MATURITY, row, False, 1 / NEGATIVE_RATE))
+        learned = int.from_bytes(digest, "big") < NEGATIVE_RATE * 2**32
+        if learned:
+            taught.append((row.at + MATURITY, row, False, 1 / NEGATIVE_RATE, False))
         if label is not None and label[1]:
-            taught.append((label[0], row, True, 1.0))  # the correction
+            taught.append((label[0], row, True, 1.0, learned))  # the correction
     return sorted(taught, key=lambda lesson: lesson[0])
 
 
@@ -133,12 +136,17 @@ LEARNERS: dict[str, Callable[[], Any]] = {
 
 def online(rows: list[Row], labels: dict[str, tuple[float, bool]], make: Callable[[], Any]):
     """Scores of a learner that, each day, has learned what was known before that day."""
-    model, taught, scores, next_lesson = make(), lessons(rows, labels), [], 0
+    model, taught, next_lesson = make(), lessons(rows, labels), 0
+    scores: list[tuple[Row, float]] = []
     for day, day_rows in _by_day(rows):
         while next_lesson < len(taught) and taught[next_lesson][0] < day * DAY:
-            _, row, label, weight = taught[next_lesson]
+            _, row, label, weight, corrects = taught[next_lesson]
+            if corrects and isinstance(model, BoostedCandidate):
+                model.forget_one(row.x, not label)
             model.learn_one(row.x, label, weight)
             next_lesson += 1
+        if isinstance(model, BoostedCandidate):
+            model.refit()  # as the trainer does at each closed day
         scores.extend((row, model.predict_proba_one(row.x)) for row in day_rows)
     return scores
 

@@ -90,8 +90,12 @@ class BoostedPredictor:
 
     def _compile(self) -> None:
         leaves: list[_Steps] = []
-        sources = [_leaf_expression(tree, 0, leaves, _mean_values(tree)) for tree in self.trees]
-        self.expected = self.baseline + sum(_mean_values(tree)[0] for tree in self.trees)
+        means = [_mean_values(tree) for tree in self.trees]
+        sources = [
+            _leaf_expression(tree, 0, leaves, mean)
+            for tree, mean in zip(self.trees, means, strict=True)
+        ]
+        self.expected = self.baseline + sum(mean[0] for mean in means)
         self.leaves = tuple(leaves)
         self.walk = _compiled(sources)
         self.row = values_of(self.features)

@@ -13,6 +13,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from models.boosted import BoostedCandidate, BoostedPredictor
 from models.features import BOUNDS, FRAUD_FEATURES
+from models.pickles import dumps, loads
 
 FEATURES = ("amount", "prior_tx", "merchant_frauds")
 
@@ -111,3 +112,14 @@ def test_the_same_examples_give_the_same_trees():
 
 def test_the_fraud_candidate_reads_every_fraud_input():
     assert BoostedCandidate().features == FRAUD_FEATURES
+
+
+def test_a_checkpoint_of_the_candidate_loads_through_the_model_only_unpickler():
+    model = BoostedCandidate(FEATURES, iterations=5)
+    for x, y in examples(600):
+        model.learn_one(x, y)
+    model.refit()
+    restored = loads(dumps(model))
+    for x, _ in examples(20, seed=12):
+        assert restored.score(x) == model.score(x)
+    assert restored.y == model.y and restored.learned_since_fit == 0
