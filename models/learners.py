@@ -28,14 +28,18 @@ How a transaction's fraud score is made
 
 The candidates
 --------------
-The champion at start is "binned": a logistic regression on each input scaled by its
-fixed bounds plus a one-hot of its bin (a generalised additive model that learns a curve
-per input), learned with Adam (``models.candidates`` says why). Its challengers: the
-plain ``StandardScaler | LogisticRegression`` ("logistic"), a bounded Hoeffding tree
-("tree"), and "blend", the mean of "binned" and "tree", which learns nothing of its own.
-Both linear candidates hold the evidence inputs monotone (``FRAUD_MONOTONE``: the
-merchant's and the account's confirmed frauds, the rules score), so labels that come
-late cannot teach them that evidence of fraud lowers the risk.
+The champion at start is "boosted": gradient-boosted trees refitted at each closed day
+(``close_day``) on a bounded ring of the examples learned (``models.boosted`` says why a
+batch learner leads). Until it has learned enough frauds to fit, it has no model and the
+score is the fallback. Its challengers learn online with River: "binned", a logistic
+regression on each input scaled by its fixed bounds plus a one-hot of its bin (a
+generalised additive model that learns a curve per input), learned with Adam
+(``models.candidates`` says why); the plain ``StandardScaler | LogisticRegression``
+("logistic"); a bounded Hoeffding tree ("tree"); and "blend", the mean of "binned" and
+"tree", which learns nothing of its own. Both linear candidates hold the evidence inputs
+monotone (``FRAUD_MONOTONE``: the merchant's and the account's confirmed frauds, the rules
+score), so labels that come late cannot teach them that evidence of fraud lowers the
+risk; the boosted candidate instead forgets an example whose label a later one corrects.
 Every candidate explains a score with the inputs that raised it (``models.explain``).
 
 Learning is prequential: each candidate first predicts a labelled transaction (recorded
@@ -62,6 +66,7 @@ until the online logistic regression has learned enough defaults.
 ...     x = fraud_inputs({"amount": rng.lognormvariate(7 if fraud else 4, 0.5)}, 0.0)
 ...     learner.observe(x)
 ...     learner.learn(x, fraud, at=float(n))
+>>> _ = learner.close_day(at=3000.0)  # the boosted champion refits
 >>> scorer = learner.scorer("v1")
 >>> big = scorer.score(fraud_inputs({"amount": 3000.0}, 0.0), 0.0)
 >>> small = scorer.score(fraud_inputs({"amount": 40.0}, 0.0), 0.0)
