@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 import time
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from models.candidates import Contributions, sigmoid, top
+from models.compiled import walk_of
 from models.features import FRAUD_FEATURES, values_of
 
 __all__ = ["BoostedCandidate", "BoostedPredictor"]
@@ -97,7 +98,7 @@ class BoostedPredictor:
         ]
         self.expected = self.baseline + sum(mean[0] for mean in means)
         self.leaves = tuple(leaves)
-        self.walk = _compiled(sources)
+        self.walk = walk_of(f"({', '.join(sources)},)" if sources else "()")
         self.row = values_of(self.features)
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:
@@ -143,7 +144,7 @@ def _leaf_expression(
     """The tree's walk from ``node`` as nested comparisons ending in leaf numbers; each
     leaf is appended to ``leaves`` as the changes on its path, summed per input."""
     splits, thresholds, lefts, rights, _, _ = tree
-    split = splits[node]
+    split = int(splits[node])
     if split < 0:
         summed: dict[int, float] = {}
         for feature, change in steps:
@@ -151,19 +152,11 @@ def _leaf_expression(
         leaves.append(tuple(summed.items()))
         return str(len(leaves) - 1)
     branches = []
-    for child in (lefts[node], rights[node]):
-        step = ((split, means[child] - means[node]),)
+    for child in (int(lefts[node]), int(rights[node])):
+        step = ((split, float(means[child] - means[node])),)
         branches.append(_leaf_expression(tree, child, leaves, means, steps + step))
     left, right = branches
-    return f"({left} if row[{split}] <= {thresholds[node]!r} else {right})"
-
-
-def _compiled(sources: Sequence[str]) -> Callable[[Sequence[float]], tuple[int, ...]]:
-    """One lambda giving every tree's leaf number. Built only from ints and floats
-    (``repr`` of a float is exact), so evaluating it runs nothing a snapshot could carry."""
-    body = ", ".join(sources)
-    names = {"__builtins__": {}, "inf": math.inf, "nan": math.nan}
-    return eval(f"lambda row: ({body},)", names) if sources else lambda row: ()
+    return f"({left} if row[{split}] <= {float(thresholds[node])!r} else {right})"
 
 
 def _trees(model: HistGradientBoostingClassifier) -> tuple[_Tree, ...]:

@@ -123,3 +123,15 @@ def test_a_checkpoint_of_the_candidate_loads_through_the_model_only_unpickler():
     for x, _ in examples(20, seed=12):
         assert restored.score(x) == model.score(x)
     assert restored.y == model.y and restored.learned_since_fit == 0
+
+
+@pytest.mark.parametrize("field", [0, 1, 2])  # split input, threshold, left child
+def test_a_forged_snapshot_refuses_to_load_instead_of_running_code(fitted, field):
+    _, predictor = fitted
+    features, baseline, trees = predictor.__getstate__()
+    tree = list(trees[0])
+    payload = "0] or ().__class__.__base__.__subclasses__() or row[0"
+    tree[field] = (payload, *tree[field][1:])
+    tampered = BoostedPredictor.__new__(BoostedPredictor)
+    with pytest.raises((ValueError, TypeError)):
+        tampered.__setstate__((features, baseline, (tuple(tree), *trees[1:])))
