@@ -38,7 +38,7 @@ from duoli.evaluation import WARMUP_DAYS
 from duoli.events import Transaction, parse_event
 from duoli.merchant import add_fact, merchant_features
 from duoli.settings import Settings
-from models.boosted import BoostedCandidate
+from models.candidates import OnlineCandidate
 from models.features import FRAUD_FEATURES, FRAUD_INPUTS, guard, unpack
 from models.learners import fraud_candidates
 from rules import LIBRARY_DIR, load_rules
@@ -110,7 +110,7 @@ def lessons(rows: list[Row], labels: dict[str, tuple[float, bool]]) -> list[Less
     return sorted(taught, key=lambda lesson: lesson[0])
 
 
-class RiverForest:
+class RiverForest(OnlineCandidate):
     """River's Mondrian forest, which takes no sample weights."""
 
     def __init__(self) -> None:
@@ -141,12 +141,11 @@ def online(rows: list[Row], labels: dict[str, tuple[float, bool]], make: Callabl
     for day, day_rows in _by_day(rows):
         while next_lesson < len(taught) and taught[next_lesson][0] < day * DAY:
             _, row, label, weight, corrects = taught[next_lesson]
-            if corrects and isinstance(model, BoostedCandidate):
+            if corrects:
                 model.forget_one(row.x, not label)
             model.learn_one(row.x, label, weight)
             next_lesson += 1
-        if isinstance(model, BoostedCandidate):
-            model.refit()  # as the trainer does at each closed day
+        model.refit()  # as the trainer does at each closed day
         scores.extend((row, model.predict_proba_one(row.x)) for row in day_rows)
     return scores
 

@@ -78,6 +78,7 @@ __all__ = [
     "Candidate",
     "LinearPredictor",
     "LogisticCandidate",
+    "OnlineCandidate",
     "Predictor",
     "TreeCandidate",
     "TreePredictor",
@@ -109,6 +110,26 @@ class Candidate(Predictor, Protocol):
         """An immutable copy for the workers; None while it has nothing to score with."""
         ...
 
+    def refit(self) -> None:
+        """At the end of each closed day: a batch learner fits what it has learned."""
+        ...
+
+    def forget_one(self, x: Mapping[str, float], y: bool) -> bool:
+        """Take back an example learned as ``(x, y)`` whose label turned out wrong, if it
+        can; False if not."""
+        ...
+
+
+class OnlineCandidate:
+    """A candidate that learns as each example comes: nothing to refit, and what it has
+    learned it cannot take back (it learns the corrected label on top)."""
+
+    def refit(self) -> None:
+        return None
+
+    def forget_one(self, x: Mapping[str, float], y: bool) -> bool:
+        return False
+
 
 def sigmoid(logit: float) -> float:
     """River's logistic function, clamped the same way."""
@@ -138,7 +159,7 @@ def _bin(value: float, low: float, scale: float, bins: int) -> int:
     return 0 if index < 0 else bins - 1 if index >= bins else index
 
 
-class LogisticCandidate:
+class LogisticCandidate(OnlineCandidate):
     """Online logistic regression on standardised inputs, optionally with per-input bins."""
 
     def __init__(
@@ -410,7 +431,7 @@ class LinearPredictor:
         return sigmoid(self.intercept + sum(part for _, part in parts)), parts
 
 
-class TreeCandidate:
+class TreeCandidate(OnlineCandidate):
     """A Hoeffding tree, bounded in depth and in memory."""
 
     def __init__(

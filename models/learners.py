@@ -265,8 +265,7 @@ class FraudLearner:
         row = guard(x, FRAUD_INPUTS)
         if correction:
             for candidate in self.candidates.values():
-                if isinstance(candidate, BoostedCandidate):
-                    candidate.forget_one(row, not is_fraud)
+                candidate.forget_one(row, not is_fraud)
         scores = {name: model.predict_proba_one(row) for name, model in self.candidates.items()}
         for name, members in self.blends.items():
             scores[name] = sum(scores[member] for member in members) / len(members)
@@ -280,8 +279,7 @@ class FraudLearner:
     def close_day(self, at: float) -> Promotion | None:
         """The day's end: candidates that learn in batches refit, then the promotion check."""
         for candidate in self.candidates.values():
-            if isinstance(candidate, BoostedCandidate):
-                candidate.refit()
+            candidate.refit()
         return self.promote_if_better(at)
 
     def promote_if_better(self, at: float) -> Promotion | None:
