@@ -113,7 +113,7 @@ def _candidates_cost(trainer: Trainer, inputs: Sequence[dict[str, float]]) -> di
     rows = [guard(x, FRAUD_INPUTS) for x in inputs]
     costs = {}
     for name in trainer.fraud.windows:
-        predictor = trainer.fraud._frozen(name)
+        predictor = trainer.fraud.frozen(name)
         if predictor is not None:
             run = functools.partial(_score_all, predictor.score, rows)
             costs[name] = round(_best_per_item(run, len(rows)), 2)

@@ -324,11 +324,12 @@ class FraudLearner:
     def scorer(self, version: str) -> FraudScorer:
         """An independent, frozen copy for the workers."""
         weight = self.weight
-        predictor = self._frozen(self.champion) if self.labels else None
+        predictor = self.frozen(self.champion) if self.labels else None
         detector = self.detector.frozen()
         return FraudScorer(version, predictor, detector, weight)
 
-    def _frozen(self, name: str) -> Predictor | None:
+    def frozen(self, name: str) -> Predictor | None:
+        """The named candidate (or blend) as workers would hold it; None if it cannot score."""
         if name not in self.blends:
             return self.candidates[name].frozen()
         members = tuple(self.candidates[member].frozen() for member in self.blends[name])
