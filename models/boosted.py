@@ -63,6 +63,8 @@ __all__ = ["BoostedCandidate", "BoostedPredictor"]
 _Tree = tuple[tuple[int, ...], tuple[float, ...], tuple[int, ...], tuple[int, ...],
               tuple[float, ...], tuple[int, ...]]  # fmt: skip
 _Steps = tuple[tuple[int, float], ...]  # (input, change of the mean leaf value) on a path
+Edges = tuple[np.ndarray, ...]  # per input, the sorted raw values its bins are cut at
+MAX_BINS = 255  # scikit-learn's most
 
 
 class BoostedPredictor:
@@ -76,11 +78,12 @@ class BoostedPredictor:
 
     @classmethod
     def fitted(
-        cls, model: HistGradientBoostingClassifier, features: tuple[str, ...]
+        cls, model: HistGradientBoostingClassifier, features: tuple[str, ...], edges: Edges
     ) -> BoostedPredictor:
-        """The trees of a fitted binary classifier, as plain numbers."""
+        """The trees of a binary classifier fitted on ``binned`` inputs, as plain numbers
+        that compare the raw inputs."""
         baseline = float(np.ravel(model._baseline_prediction)[0])
-        return cls(features, baseline, _trees(model))
+        return cls(features, baseline, _trees(model, edges))
 
     def __getstate__(self) -> tuple[Any, ...]:
         return (self.features, self.baseline, self.trees)
@@ -159,18 +162,51 @@ def _leaf_expression(
     return f"({left} if row[{split}] <= {float(thresholds[node])!r} else {right})"
 
 
-def _trees(model: HistGradientBoostingClassifier) -> tuple[_Tree, ...]:
-    """The fitted trees as plain numbers (leaf values include the learning rate)."""
+def _trees(model: HistGradientBoostingClassifier, edges: Edges) -> tuple[_Tree, ...]:
+    """The fitted trees as plain numbers (leaf values include the learning rate), each
+    split's threshold turned back from a bin number into the raw input's edge."""
     trees: list[Any] = []
     for (predictor,) in model._predictors:
         nodes = predictor.nodes
-        splits = np.where(nodes["is_leaf"], -1, nodes["feature_idx"])
-        columns = (splits, *(nodes[name] for name in _NODE_FIELDS))
-        trees.append(tuple(tuple(column.tolist()) for column in columns))
+        splits = np.where(nodes["is_leaf"], -1, nodes["feature_idx"]).tolist()
+        thresholds = [
+            float(edges[split][int(threshold)]) if split >= 0 else 0.0
+            for split, threshold in zip(splits, nodes["num_threshold"].tolist(), strict=True)
+        ]
+        columns = (splits, thresholds, *(nodes[name].tolist() for name in _NODE_FIELDS))
+        trees.append(tuple(tuple(column) for column in columns))
     return tuple(trees)
 
 
-_NODE_FIELDS = ("num_threshold", "left", "right", "value", "count")
+_NODE_FIELDS = ("left", "right", "value", "count")
+
+
+def class_edges(inputs: np.ndarray, labels: np.ndarray) -> Edges:
+    """Each input's bin edges: as many quantiles of the frauds as of the legitimate ones.
+
+    scikit-learn places the bins at quantiles of all the examples, and frauds are a few
+    per cent of them, so the range where they lie shares a bin or two with the
+    legitimate transactions nearest it: the trees could not learn that every amount
+    past some value is a fraud, and scored legitimate ones just below it as frauds. In
+    a daily-refit replay of ``duoli eval --profile sparse``'s book (the model alone, as
+    ``bench.model_study`` replays it), average precision went from 0.40 with
+    scikit-learn's bins to 0.48 with these; on the default book, seeds 7 and 11, it
+    moved by less than 0.015 either way.
+    """
+    levels = np.linspace(0, 1, MAX_BINS // 2 + 2)[1:-1]  # at most MAX_BINS - 1 edges
+    by_class = (inputs[labels], inputs[~labels])
+    return tuple(
+        np.unique(np.concatenate([np.quantile(rows[:, j], levels) for rows in by_class]))
+        for j in range(inputs.shape[1])
+    )
+
+
+def binned(inputs: np.ndarray, edges: Edges) -> np.ndarray:
+    """Each input as its bin: the number of its edges below it (``x <= edge`` is bin <=
+    the edge's index, which is how ``_trees`` reads the thresholds back)."""
+    return np.column_stack(
+        [np.searchsorted(column_edges, inputs[:, j]) for j, column_edges in enumerate(edges)]
+    ).astype(np.float64)
 
 
 class BoostedCandidate:
@@ -244,11 +280,12 @@ class BoostedCandidate:
         )
         inputs = np.array(self.x).reshape(len(labels), len(self.features))
         started = time.perf_counter()
+        edges = class_edges(inputs, labels.astype(bool))
         with threadpool_limits(1):  # the trainer shares the machine with the workers
-            model.fit(inputs, labels, sample_weight=np.array(self.w))
+            model.fit(binned(inputs, edges), labels, sample_weight=np.array(self.w))
         self.fits += 1
         self.fit_seconds += time.perf_counter() - started
-        self.predictor = BoostedPredictor.fitted(model, self.features)
+        self.predictor = BoostedPredictor.fitted(model, self.features, edges)
         self.learned_since_fit = 0
 
     def predict_proba_one(self, x: Mapping[str, float]) -> float:

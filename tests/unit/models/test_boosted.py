@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from models.boosted import BoostedCandidate, BoostedPredictor
+from models.boosted import BoostedCandidate, BoostedPredictor, binned, class_edges
 from models.features import BOUNDS, FRAUD_FEATURES
 from models.pickles import dumps, loads
 
@@ -28,26 +28,43 @@ def examples(n: int, seed: int = 3) -> list[tuple[dict[str, float], bool]]:
     return [example(rng) for _ in range(n)]
 
 
+def matrix(rows: list[dict[str, float]]) -> np.ndarray:
+    return np.array([[x[name] for name in FEATURES] for x in rows])
+
+
 @pytest.fixture(scope="module")
-def fitted() -> tuple[HistGradientBoostingClassifier, BoostedPredictor]:
+def fitted() -> tuple[HistGradientBoostingClassifier, BoostedPredictor, tuple]:
     data = examples(3000)
-    inputs = np.array([[x[name] for name in FEATURES] for x, _ in data])
+    inputs = matrix([x for x, _ in data])
     labels = np.array([y for _, y in data])
+    edges = class_edges(inputs, labels)
     model = HistGradientBoostingClassifier(max_iter=30, max_leaf_nodes=9, random_state=0)
-    model.fit(inputs, labels)
-    return model, BoostedPredictor.fitted(model, FEATURES)
+    model.fit(binned(inputs, edges), labels)
+    return model, BoostedPredictor.fitted(model, FEATURES, edges), edges
 
 
-def test_the_compiled_trees_give_scikit_learns_probability(fitted):
-    model, predictor = fitted
+def test_the_compiled_trees_on_raw_inputs_give_scikit_learns_probability_on_bins(fitted):
+    model, predictor, edges = fitted
     rows = [x for x, _ in examples(500, seed=4)]
-    expected = model.predict_proba(np.array([[x[n] for n in FEATURES] for x in rows]))[:, 1]
+    rows += [{name: float(edge) for name in FEATURES} for edge in edges[0][::7]]  # on edges
+    expected = model.predict_proba(binned(matrix(rows), edges))[:, 1]
     ours = [predictor.predict_proba_one(x) for x in rows]
     assert np.allclose(ours, expected, rtol=0, atol=1e-12)
 
 
+def test_each_class_places_half_the_bins():
+    rng = np.random.default_rng(0)
+    legitimate = rng.normal(4.0, 1.0, size=(20_000, 1))
+    frauds = rng.uniform(8.0, 12.0, size=(100, 1))  # past every legitimate amount but a few
+    inputs = np.vstack([legitimate, frauds])
+    edges = class_edges(inputs, np.r_[np.zeros(20_000), np.ones(100)] > 0)
+    overall = np.quantile(inputs, np.linspace(0, 1, 256)[1:-1])  # bins of all examples alike
+    assert len(edges[0]) <= 254
+    assert np.sum(edges[0] >= 8.0) >= 120 and np.sum(overall >= 8.0) <= 2
+
+
 def test_contributions_add_up_to_the_logit_and_name_what_drove_it(fitted):
-    _, predictor = fitted
+    _, predictor, _ = fitted
     risky = {"amount": 11.5, "prior_tx": 3.0, "merchant_frauds": 4.0}
     probability, parts = predictor.score(risky)
     logit = predictor.expected + sum(part for _, part in parts)
@@ -56,7 +73,7 @@ def test_contributions_add_up_to_the_logit_and_name_what_drove_it(fitted):
 
 
 def test_a_snapshot_stores_numbers_and_loads_to_the_same_answers(fitted):
-    _, predictor = fitted
+    _, predictor, _ = fitted
     stored = pickle.dumps(predictor)
     assert b"sklearn" not in stored and b"numpy" not in stored
     copied = pickle.loads(stored)
@@ -127,7 +144,7 @@ def test_a_checkpoint_of_the_candidate_loads_through_the_model_only_unpickler():
 
 @pytest.mark.parametrize("field", [0, 1, 2])  # split input, threshold, left child
 def test_a_forged_snapshot_refuses_to_load_instead_of_running_code(fitted, field):
-    _, predictor = fitted
+    _, predictor, _ = fitted
     features, baseline, trees = predictor.__getstate__()
     tree = list(trees[0])
     payload = "0] or ().__class__.__base__.__subclasses__() or row[0"
