@@ -1,25 +1,39 @@
 """The unsupervised detector that scores transactions before enough frauds are known.
 
-River's ``HalfSpaceTrees`` over the fraud inputs, with each input's range fixed by its
-bounds in ``models.features`` rather than learned, so the trees are built from the very
-first transaction and never need rescaling. It learns every transaction it observes.
+Two views of the fraud inputs, each learned from every transaction observed:
 
-The trees' raw score is not a probability: most transactions score around one half. So
-``score_one`` reads it against the raw scores of the last ``reference_size`` observed
-transactions: with ``q`` the share of them that scored lower, the score is
-``q ** (log 0.5 / log(1 - top_share))``, which is one half at the top ``top_share``
-(1%) of recent traffic, about 0 for the typical transaction and near 1 for the most
-unusual. That puts it on the same footing as a fraud probability at a fraud rate of
-about 1%, so the fallback and the supervised model can be mixed.
+- **joint**: River's ``HalfSpaceTrees``, with each input's range fixed by its bounds in
+  ``models.features`` rather than learned, so the trees are built from the very first
+  transaction and never need rescaling. They find transactions in a sparse region of
+  the inputs taken together (a new device, at night, at a new merchant);
+- **tails** (``Tails``): how far out in each input's own tail the transaction lies
+  among the last ``tail_size`` transactions, summed over the inputs, as in COPOD (Li et
+  al., 2020, "COPOD: Copula-Based Outlier Detection"). It finds a value far past the usual
+  on one or a few inputs (an amount above every recent one), which the trees' random
+  splits over 45 inputs rarely isolate.
+
+Neither raw score is a probability. So each is read against the raw scores of the last
+``reference_size`` observed transactions: with ``q`` the share of them that scored lower,
+the view's score is ``q ** (log 0.5 / log(1 - top_share))``, one half at the top
+``top_share`` (1%) of recent traffic, about 0 for the typical transaction and near 1 for
+the most unusual. ``score_one`` is the mean of the two views. That puts it on the same
+footing as a fraud probability at a fraud rate of about 1%, so the fallback and the
+supervised model can be mixed.
+
+Measured on ``duoli eval`` histories replayed in one process (the detector alone, ROC
+AUC / average precision): trees 0.80 / 0.11, tails 0.85 / 0.17, mean 0.83 / 0.22 on the
+sparse stream; trees 0.91 / 0.19, tails 0.88 / 0.21, mean 0.92 / 0.26 on the default
+book. The trees lead on card testing (many small payments), the tails on large amounts.
 
 >>> import random
 >>> rng = random.Random(3)
->>> detector = AnomalyDetector(features=("a", "b"), limits={"a": (0, 1), "b": (0, 1)})
+>>> limits = {"a": (0, 1), "b": (0, 1)}
+>>> detector = AnomalyDetector(features=("a", "b"), limits=limits, tail_size=500)
 >>> for _ in range(1000):
 ...     detector.learn_one({"a": rng.uniform(0.4, 0.6), "b": rng.uniform(0.4, 0.6)})
 >>> odd = detector.score_one({"a": 0.98, "b": 0.02})
 >>> usual = detector.score_one({"a": 0.5, "b": 0.5})
->>> odd > 0.9 > 0.1 > usual
+>>> odd > 0.6 > 0.1 > usual
 True
 """
 
@@ -36,15 +50,119 @@ from river import anomaly
 from models.compiled import walk_of
 from models.features import FRAUD_INPUTS, values_of
 
-__all__ = ["FRAUD_LIMITS", "AnomalyDetector", "FrozenDetector"]
+__all__ = ["FRAUD_LIMITS", "LOWER_IS_UNUSUAL", "AnomalyDetector", "FrozenDetector", "Tails"]
 
 FRAUD_LIMITS: dict[str, tuple[float, float]] = {
     spec.name: (spec.low, spec.high) for spec in FRAUD_INPUTS
 }
+# Inputs whose low values are the unusual ones: evidence that can only lower the risk
+# when it grows (days since the account's last fraud); every other input's tail is high.
+LOWER_IS_UNUSUAL = frozenset(spec.name for spec in FRAUD_INPUTS if spec.monotone < 0)
+TAIL_STEP = 0.5 * math.log(2)  # each edge halves the share above it twice over: sqrt(2)
+
+
+class Reference:
+    """The last ``size`` raw scores, sorted, to read a new raw score against."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.recent: deque[float] = deque()
+        self.sorted: list[float] = []
+
+    def remember(self, raw: float) -> None:
+        self.recent.append(raw)
+        insort(self.sorted, raw)
+        if len(self.recent) > self.size:
+            del self.sorted[bisect_left(self.sorted, self.recent.popleft())]
+
+
+class Tails:
+    """Each input's recent values, and edges in its tail: ``raw`` is ``TAIL_STEP`` times
+    the number of edges a row's values lie past, summed over the inputs.
+
+    An input's edges are its values that a share 1/sqrt(2), 1/2, 1/(2 sqrt(2)), ... down
+    to 1/``size`` of the window lies at or above: a value past ``k`` of them lies in about
+    the top ``2 ** (-k / 2)`` of recent traffic, and adds ``-log`` of that share. A usual
+    value adds about 0; a value never seen before adds the most. Inputs in
+    ``lower_is_unusual`` count their low tail. The edges are worked out again every
+    ``refresh`` rows learned, so that scoring is a bisection per input, and a frozen copy
+    scores exactly as the learner did when it was frozen.
+
+    >>> tails = Tails(("a",), size=64, refresh=64)
+    >>> for n in range(64):
+    ...     tails.learn_one((float(n),))
+    >>> [round(tails.raw((v,)) / TAIL_STEP) for v in (-1.0, 31.0, 50.0, 63.0, 99.0)]
+    [0, 1, 4, 11, 12]
+    """
+
+    def __init__(
+        self, features: Sequence[str], size: int = 2_000, refresh: int = 250,
+        lower_is_unusual: frozenset[str] = LOWER_IS_UNUSUAL,
+    ) -> None:  # fmt: skip
+        self.features = tuple(features)
+        self.lower = tuple(i for i, name in enumerate(features) if name in lower_is_unusual)
+        self.size = size
+        self.refresh = refresh
+        self.shares = tuple(2 ** (-k / 2) for k in range(1, int(2 * math.log2(size)) + 1))
+        self.rows: deque[tuple[float, ...]] = deque()
+        self.edges: tuple[tuple[float, ...], ...] = ()
+        self._sorted: list[list[float]] = [[] for _ in features]
+        self._since_refresh = 0
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.edges)
+
+    def raw(self, values: Sequence[float]) -> float:
+        return tail_raw(self.edges, self.lower, values)
+
+    def learn_one(self, values: Sequence[float]) -> None:
+        row = list(values)
+        for index in self.lower:
+            row[index] = -row[index]
+        self.rows.append(tuple(row))
+        for column, value in zip(self._sorted, row, strict=True):
+            insort(column, value)
+        if len(self.rows) > self.size:
+            for column, value in zip(self._sorted, self.rows.popleft(), strict=True):
+                del column[bisect_left(column, value)]
+        self._since_refresh += 1
+        if self._since_refresh >= self.refresh:
+            self._since_refresh = 0
+            self.edges = tuple(self._edges(column) for column in self._sorted)
+
+    def _edges(self, column: list[float]) -> tuple[float, ...]:
+        n = len(column)
+        return tuple(column[n - math.ceil(share * n)] for share in self.shares)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: value for name, value in vars(self).items() if name != "_sorted"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._sorted = [sorted(column) for column in zip(*self.rows, strict=True)]
+        if not self._sorted:
+            self._sorted = [[] for _ in self.features]
+
+
+def tail_raw(
+    edges: Sequence[Sequence[float]], lower: Sequence[int], values: Sequence[float]
+) -> float:
+    """``Tails.raw`` for given edges: how many edges each value lies past, where the
+    inputs at the ``lower`` positions count negated."""
+    if not edges:  # nothing learned yet
+        return 0.0
+    if len(values) != len(edges):
+        raise ValueError(f"{len(values)} values for {len(edges)} inputs")
+    if lower:
+        values = list(values)
+        for index in lower:
+            values[index] = -values[index]
+    return TAIL_STEP * sum(map(bisect_left, edges, values))
 
 
 class AnomalyDetector:
-    """Half-space trees over inputs with fixed limits; ``score_one`` is in [0, 1]."""
+    """The joint and the tails view over inputs with fixed limits; ``score_one`` is in [0, 1]."""
 
     def __init__(
         self,
@@ -54,6 +172,7 @@ class AnomalyDetector:
         height: int = 7,
         window_size: int = 250,
         reference_size: int = 2_000,
+        tail_size: int = 2_000,
         top_share: float = 0.01,
         seed: int = 7,
     ) -> None:
@@ -72,36 +191,46 @@ class AnomalyDetector:
             limits={name: self.limits[name] for name in self.features},
             seed=seed,
         )
-        self._recent: deque[float] = deque()
-        self._sorted: list[float] = []
+        self.tails = Tails(self.features, size=tail_size, refresh=window_size)
+        self.joint_reference = Reference(reference_size)
+        self.tail_reference = Reference(reference_size)
 
     def learn_one(self, x: Mapping[str, float]) -> None:
         row = self._row(x)
-        raw = float(self.model.score_one(row))
-        if raw > 0:  # the trees score 0 until their first reference window is full
-            self._remember(raw)
+        joint = float(self.model.score_one(row))
+        if joint > 0:  # the trees score 0 until their first reference window is full
+            self.joint_reference.remember(joint)
+        values = tuple(row.values())
+        if self.tails.ready:
+            self.tail_reference.remember(self.tails.raw(values))
         self.model.learn_one(row)
+        self.tails.learn_one(values)
 
     def score_one(self, x: Mapping[str, float]) -> float:
         """How unusual ``x`` is against recent traffic: about 0 typical, 0.5 at the top 1%."""
-        if not self._sorted:
-            return 0.0
-        raw = float(self.model.score_one(self._row(x)))
-        return _against(self._sorted, raw, self.top_share)
+        row = self._row(x)
+        joint = float(self.model.score_one(row))
+        tail = self.tails.raw(tuple(row.values()))
+        return _mean_of_views(
+            (self.joint_reference.sorted, joint), (self.tail_reference.sorted, tail),
+            self.top_share,
+        )  # fmt: skip
 
     def frozen(self) -> FrozenDetector:
         """A copy that only scores, exactly as this one does now."""
         return FrozenDetector(self)
 
-    def _remember(self, raw: float) -> None:
-        self._recent.append(raw)
-        insort(self._sorted, raw)
-        if len(self._recent) > self.reference_size:
-            old = self._recent.popleft()
-            del self._sorted[bisect_left(self._sorted, old)]
-
     def _row(self, x: Mapping[str, float]) -> dict[str, float]:
         return {name: x[name] for name in self.features}
+
+
+def _mean_of_views(
+    joint: tuple[Sequence[float], float], tail: tuple[Sequence[float], float], top_share: float
+) -> float:
+    """The mean of each view's raw score read against its reference; a view without a
+    reference yet reads 0."""
+    return sum(_against(reference, raw, top_share) if reference else 0.0
+               for reference, raw in (joint, tail)) / 2  # fmt: skip
 
 
 def _against(reference: Sequence[float], raw: float, top_share: float) -> float:
@@ -123,7 +252,8 @@ class FrozenDetector:
     and the score it has summed by then, so a walk is only the comparisons (24 µs per
     transaction before, 11 µs after), and the paths of all trees become one expression
     of nested comparisons (``_walker``: 4 µs where a loop over the lists took 15, on the
-    same machine). The result is read as ``AnomalyDetector.score_one`` reads it.
+    same machine). The tails view keeps only its edges. The result is read as
+    ``AnomalyDetector.score_one`` reads it.
     """
 
     def __init__(self, detector: AnomalyDetector) -> None:
@@ -133,7 +263,10 @@ class FrozenDetector:
         self.height = model.height
         self.size_limit = model.size_limit
         self.max_score = model._max_score
-        self.reference = tuple(detector._sorted)
+        self.joint_reference = tuple(detector.joint_reference.sorted)
+        self.tail_edges = detector.tails.edges
+        self.tail_lower = detector.tails.lower
+        self.tail_reference = tuple(detector.tail_reference.sorted)
         index = {name: position for position, name in enumerate(self.features)}
         self.trees = tuple(_flatten(tree, index) for tree in model.trees)
         self._compile()
@@ -142,6 +275,8 @@ class FrozenDetector:
         return {name: value for name, value in vars(self).items() if name not in _COMPILED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if missing := _STORED - state.keys():  # a snapshot of an older Duoli fails to load
+            raise ValueError(f"a detector without {', '.join(sorted(missing))}")
         vars(self).update(state)
         self._compile()
 
@@ -152,13 +287,21 @@ class FrozenDetector:
 
     def score_one(self, x: Mapping[str, float]) -> float:
         """The same value as the detector it was made from gives for ``x``."""
-        if not self.reference:
-            return 0.0
-        total = self.walk(self.row(x))
-        return _against(self.reference, 1 - total / self.max_score, self.top_share)
+        row = self.row(x)
+        joint = 1 - self.walk(row) / self.max_score
+        tail = tail_raw(self.tail_edges, self.tail_lower, row)
+        return _mean_of_views(
+            (self.joint_reference, joint), (self.tail_reference, tail), self.top_share
+        )
 
 
 _COMPILED = ("walk", "row")  # rebuilt from the trees on loading, never stored
+_STORED = frozenset(
+    {
+        *("features", "top_share", "height", "size_limit", "max_score", "joint_reference"),
+        *("tail_edges", "tail_lower", "tail_reference", "trees"),
+    }
+)
 
 
 def _walker(paths: Sequence[_Paths]) -> Callable[[Sequence[float]], float]:

@@ -13,17 +13,18 @@ How a transaction's fraud score is made
   so that it means the same whichever candidate or version gives it. ``rules_score``
   (0..1, the noisy-OR of the analysts' active fraud hits) is also one of its inputs, so
   the model learns how far to trust the rules.
-- ``anomaly`` comes from River ``HalfSpaceTrees`` over the inputs, each mapped to [0, 1]
-  by fixed bounds (``models.features``), so it scores from the first event. Its raw
-  score is read against recent traffic so that the top 1% read above one half
-  (``models.anomaly``). It counts as a fraud probability of at most
-  ``ANOMALY_AS_FRAUD`` (0.05): it orders the transactions no rule flags, and a rule hit
-  or a trained model's confident score still ranks above it. It covers the cold start,
-  and it keeps counting once ``w`` is 1: it needs no labels, so it is the one signal
-  that label delay does not hold back. Frauds are labelled days or weeks late, so the
-  supervised model has learned a new kind of fraud only well after it began; the
-  detector sees such transactions as unusual from the first (``duoli eval``, default
-  book, seed 7: compromised-merchant frauds rank at 0.75 ROC AUC with it, 0.62 without).
+- ``anomaly`` comes from the detector of ``models.anomaly``: River ``HalfSpaceTrees``
+  over the inputs, each mapped to [0, 1] by fixed bounds (``models.features``), averaged
+  with how far out each input lies in its own recent tail. It scores from the first
+  day, and reads against recent traffic so that the top 1% read above one half. It
+  counts as a fraud probability of at most ``ANOMALY_AS_FRAUD`` (0.05): it orders the
+  transactions no rule flags, and a rule hit or a trained model's confident score still
+  ranks above it. It covers the cold start, and it keeps counting once ``w`` is 1: it
+  needs no labels, so it is the one signal that label delay does not hold back. Frauds
+  are labelled days or weeks late, so the supervised model has learned a new kind of
+  fraud only well after it began; the detector sees such transactions as unusual from
+  the first (``duoli eval``, default book, seed 7: compromised-merchant frauds rank at
+  0.75 ROC AUC with it, 0.62 without).
 - Before any label there is no model: the score is the fallback alone.
 
 The candidates

@@ -59,7 +59,7 @@ __all__ = [
 
 DAY = 86_400.0
 DEFAULT_MONTH = 30 * DAY
-CHECKPOINT_FORMAT = 4  # raise it whenever a model's pickled layout changes
+CHECKPOINT_FORMAT = 5  # raise it whenever a model's pickled layout changes
 
 
 class IncompatibleCheckpoint(DuoliError):

@@ -303,15 +303,16 @@ def test_windows_keep_at_most_their_maximum():
     assert pickled_size(learner.scorer("v").predictor) < 8_000
 
 
-def test_the_detector_has_fixed_trees_and_a_fixed_reference():
-    detector = AnomalyDetector(window_size=100, reference_size=300)
+def test_the_detector_has_fixed_trees_a_fixed_reference_and_a_fixed_tail_window():
+    detector = AnomalyDetector(window_size=100, reference_size=300, tail_size=400)
     rng = random.Random(8)
     sizes = []
     for n in range(1000):
         detector.learn_one(fraud_example(rng)[0])
         if n in (499, 999):
             sizes.append(pickled_size(detector))
-    assert len(detector._sorted) == 300
+    assert len(detector.joint_reference.sorted) == len(detector.tail_reference.sorted) == 300
+    assert len(detector.tails.rows) == 400
     assert sizes[1] == sizes[0] < 500_000
 
 

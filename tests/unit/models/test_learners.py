@@ -91,9 +91,10 @@ def test_after_warm_up_the_detector_still_learns_and_ranks_the_unusual_higher():
     learner = FraudLearner(LearningConfig(warmup_positives=10))
     feed(learner, 600)
     assert learner.weight == 1.0
-    before = len(learner.detector._recent)
+    reference = learner.detector.joint_reference.recent
+    before = len(reference)
     learner.observe(transaction(random.Random(3), False))
-    assert len(learner.detector._recent) == before + 1  # label delay does not hold it back
+    assert len(reference) == before + 1  # label delay does not hold it back
     scorer = learner.scorer("v3")
     x = transaction(random.Random(4), False)
     odd = dict(x, tx_count_1h=5.0, merchants_1h=4.0, new_device=1.0, new_city=1.0)
