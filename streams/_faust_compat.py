@@ -18,6 +18,7 @@ __all__ = [
     "missing_head",
     "seek_in_consumer_thread",
     "send_changelogs",
+    "set_value_serializer",
     "write_table",
 ]
 
@@ -42,6 +43,20 @@ def write_table(table: Any, key: Any, value: Any, partition: int) -> Record:
         right_sized(codecs.dumps(table.value_serializer, value)),
         partition,
     )
+
+
+def set_value_serializer(table: Any, codec: str) -> None:
+    """Give a table, and the changelog topic it recovers from, the value codec ``codec``.
+
+    Faust takes a table's serializer from a ``faust.Record`` value type only, and makes
+    the changelog topic as the table is made. That topic must be made again, by Faust's
+    own factory: ``Topic.derive`` drops what marks it a changelog (no acknowledgements,
+    empty values allowed, a large recovery buffer), and Faust's stall monitor then took
+    the worker's own changelog for a stream it had stopped reading, logging an error for
+    each of its partitions every few seconds once the worker had run five minutes.
+    """
+    table.value_serializer = codec
+    table.changelog_topic = table._new_changelog_topic()
 
 
 FAUST_FETCH_WAIT_MS = 1500  # hard-coded in faust.transport.drivers.aiokafka

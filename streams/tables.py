@@ -11,6 +11,7 @@ from faust.serializers import codecs
 
 from duoli.account import AccountState
 from duoli.settings import Settings
+from streams._faust_compat import set_value_serializer
 
 __all__ = ["Tables", "define_tables"]
 
@@ -40,10 +41,7 @@ class Tables:
 def define_tables(app: Any, settings: Settings) -> Tables:
     partitions = settings.partitions
     accounts = app.Table("accounts", partitions=partitions)
-    # Faust takes a table's serializer from a faust.Record value type only, and builds the
-    # changelog topic (which decodes recovered state) as the table is made: set both.
-    accounts.value_serializer = "duoli_account"
-    accounts.changelog_topic = accounts.changelog_topic.derive(value_serializer="duoli_account")
+    set_value_serializer(accounts, "duoli_account")
     return Tables(
         accounts=accounts,
         clocks=app.Table("clocks", default=float, partitions=partitions),
