@@ -100,7 +100,6 @@ class Tails:
         self, features: Sequence[str], size: int = 2_000, refresh: int = 250,
         lower_is_unusual: frozenset[str] = LOWER_IS_UNUSUAL,
     ) -> None:  # fmt: skip
-        self.features = tuple(features)
         self.lower = tuple(i for i, name in enumerate(features) if name in lower_is_unusual)
         self.size = size
         self.refresh = refresh
@@ -117,10 +116,7 @@ class Tails:
         return tail_raw(self.edges, self.lower, values)
 
     def learn_one(self, values: Sequence[float]) -> None:
-        row = list(values)
-        for index in self.lower:
-            row[index] = -row[index]
-        self.rows.append(tuple(row))
+        self.rows.append(tuple(_lower_negated(values, self.lower)))
         self._since_refresh += 1
         if self._since_refresh >= self.refresh:
             self._since_refresh = 0
@@ -145,11 +141,17 @@ def tail_raw(
         return 0.0
     if len(values) != len(edges):
         raise ValueError(f"{len(values)} values for {len(edges)} inputs")
-    if lower:
-        values = list(values)
-        for index in lower:
-            values[index] = -values[index]
-    return TAIL_STEP * sum(map(bisect_left, edges, values))
+    return TAIL_STEP * sum(map(bisect_left, edges, _lower_negated(values, lower)))
+
+
+def _lower_negated(values: Sequence[float], lower: Sequence[int]) -> Sequence[float]:
+    """``values`` with those at the ``lower`` positions negated, so every tail is high."""
+    if not lower:
+        return values
+    flipped = list(values)
+    for index in lower:
+        flipped[index] = -flipped[index]
+    return flipped
 
 
 class AnomalyDetector:

@@ -50,10 +50,10 @@ def set_value_serializer(table: Any, codec: str) -> None:
 
     Faust takes a table's serializer from a ``faust.Record`` value type only, and makes
     the changelog topic as the table is made. That topic must be made again, by Faust's
-    own factory: ``Topic.derive`` drops what marks it a changelog (no acknowledgements,
-    empty values allowed, a large recovery buffer), and Faust's stall monitor then took
-    the worker's own changelog for a stream it had stopped reading, logging an error for
-    each of its partitions every few seconds once the worker had run five minutes.
+    own factory: ``Topic.derive`` drops ``acks=False``, which marks it a changelog, and
+    Faust's stall monitor then took the worker's own changelog for a stream it had
+    stopped reading, logging an error for each of its partitions every few seconds once
+    the worker had run five minutes.
     """
     table.value_serializer = codec
     table.changelog_topic = table._new_changelog_topic()
