@@ -34,6 +34,7 @@ with weight ``1 / rate``; labels and bills are always learned.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +62,8 @@ DAY = 86_400.0
 DEFAULT_MONTH = 30 * DAY
 CHECKPOINT_FORMAT = 5  # raise it whenever a model's pickled layout changes
 
+log = logging.getLogger(__name__)
+
 
 class IncompatibleCheckpoint(DuoliError):
     """A trainer checkpoint this version cannot resume from."""
@@ -84,6 +87,21 @@ class TrainingItem(NamedTuple):
     seq: int
     known_at: float
     extra: Any = None  # features (tx, bill) or the label (label)
+
+    @classmethod
+    def checked(cls, raw: Sequence[Any]) -> TrainingItem:
+        """An item as sent, with its types and its number of features checked now
+        (``ValueError`` or ``TypeError``): features packed by another version of Duoli
+        would otherwise fail only when their day closed, and stop the trainer there."""
+        kind, example_id, at, seq, known_at, *extra = raw
+        item = cls(str(kind), str(example_id), float(at), int(seq), float(known_at), *extra)
+        names = _FEATURES_OF.get(item.kind)
+        if names is not None and len(item.extra) != len(names):
+            raise ValueError(f"{len(item.extra)} features for a {kind}, not {len(names)}")
+        return item
+
+
+_FEATURES_OF = {"tx": FRAUD_FEATURES, "bill": PD_FEATURES}
 
 
 @dataclass(frozen=True)
@@ -112,6 +130,7 @@ class Counters:
     unmatched_labels: int = 0
     repaid: int = 0
     defaulted: int = 0
+    skipped_items: int = 0  # malformed, or packed by another version of Duoli
 
 
 class Trainer:
@@ -131,11 +150,17 @@ class Trainer:
         self.next_offset = 0  # of the training topic: where a restart resumes
 
     def consume(self, record: Mapping[str, Any], offset: int) -> None:
-        """Queue one worker record; items of offsets already queued (a redelivery) drop."""
+        """Queue one worker record; items of offsets already queued (a redelivery) drop,
+        and so do items that are not well formed (counted, and logged)."""
         partition = int(record["p"])
         last = self.seen.get(partition, -1)
         for index, raw in enumerate(record["items"]):
-            item = TrainingItem(*raw)
+            try:
+                item = TrainingItem.checked(raw)
+            except (TypeError, ValueError) as error:
+                self.counters.skipped_items += 1
+                log.warning("training item skipped (partition %d): %s", partition, error)
+                continue
             if item.seq > last:
                 self.queue.append(_Queued(item.known_at, partition, item.seq, index, item))
                 self.seen[partition] = max(self.seen.get(partition, -1), item.seq)

@@ -106,6 +106,27 @@ def test_a_redelivered_record_is_learned_once() -> None:
     assert trainer.fraud.labels == 1 and trainer.counters.fraud_labels == 1
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["tx", "old", T0 + 60, 1, T0 + 60, [0.5] * (len(FRAUD_FEATURES) - 1)],  # older Duoli
+        ["bill", "b", T0 + 60, 1, T0 + 60, [0.5] * (len(PD_FEATURES) + 1)],
+        ["tx", "t", T0 + 60, 1, T0 + 60, None],
+        ["tx", "t", "noon", 1, T0 + 60, fraud_x()],
+        ["tx", "t", T0 + 60],
+        "not an item",
+    ],
+)
+def test_a_malformed_item_is_skipped_and_the_rest_of_its_record_is_learned(bad: Any) -> None:
+    trainer = Trainer(ALL_NEGATIVES)
+    feed(trainer, tx("t1", T0 + 60, seq=2), label("t1", T0 + 120, seq=3))
+    trainer.consume({"p": 0, "clock": T0 + 200, "items": [bad, tx("t2", T0 + 180, 4)]}, 1)
+    feed(trainer, label("t2", T0 + 240, seq=5))
+    close_at(trainer, T0 + DAY)  # the bad item would have raised here, at the day's close
+    assert trainer.counters.skipped_items == 1
+    assert (trainer.fraud.labels, trainer.fraud.positives) == (2, 2)
+
+
 def test_a_bill_repaid_in_time_is_a_negative_and_an_open_one_defaults_at_30_days() -> None:
     trainer = Trainer(ALL_NEGATIVES)
     paid = ["bill", "a1|i1", T0 + 30 * DAY, 1, T0, [0.0] * len(PD_FEATURES)]
