@@ -32,6 +32,7 @@ HISTORY_SECONDS = 35 * DAY  # the 30-day window plus room for late events
 MAX_HISTORY = 512  # a hard cap so one hyperactive account cannot exhaust memory
 KINDS = ("purchase", "cash_withdrawal", "loan_drawdown")
 EWMA_ALPHA = 0.1
+PEAK_SCORE_FADE = 3600.0  # seconds: a peak fraud score an hour old counts 1/e of itself
 
 
 def id_hash(event_id: str) -> int:
@@ -73,6 +74,9 @@ class AccountState:
     confirmed_frauds: int = 0
     last_fraud_label_at: float | None = None
     last_fraud_score: float = 0.0
+    # The highest fraud_score so far, fading (see ``peak_score``), as of ``peak_score_at``.
+    peak_fraud_score: float = 0.0
+    peak_score_at: float = 0.0
     # The credit policy's memory (duoli.policy.CreditState): the frozen state and when
     # the limit last moved, in event time, and the pd at the last emitted decision.
     frozen: bool = False
@@ -117,6 +121,21 @@ class AccountState:
         """Index of a transaction still in the history, or None."""
         fingerprint = id_hash(event_id)
         return self.tx_ids.index(fingerprint) if fingerprint in self.tx_ids else None
+
+    def peak_score(self, at: float) -> float:
+        """The account's highest fraud score, fading by 1/e every ``PEAK_SCORE_FADE``
+        seconds: frauds come in runs on one account, and the first of a run is often the
+        one that scores high. A time before the peak's (a late event) reads it unfaded."""
+        elapsed = max(at - self.peak_score_at, 0.0)
+        return self.peak_fraud_score * math.exp(-elapsed / PEAK_SCORE_FADE)
+
+    def remember_score(self, score: float, at: float) -> None:
+        """A transaction's fraud score: the last one, and the peak if it is higher."""
+        self.last_fraud_score = score
+        if at >= self.peak_score_at:
+            self.peak_fraud_score, self.peak_score_at = max(score, self.peak_score(at)), at
+        else:
+            self.peak_fraud_score = max(self.peak_fraud_score, score)
 
     def remember_hits(self, event_id: str, rule_ids: tuple[str, ...]) -> None:
         """Which rules matched a transaction of the history (none: nothing is kept)."""
@@ -187,6 +206,7 @@ _SCALARS = (
     "account_id", "credit_limit", "apr", "opened_at", "balance", "latest_at", "partition",
     "last_offset", "tx_count", "log_mean", "log_var", "on_time_streak", "settled",
     "settled_late", "confirmed_frauds", "last_fraud_label_at", "last_fraud_score",
+    "peak_fraud_score", "peak_score_at",
     "frozen", "frozen_at", "last_increase_at", "last_decrease_at", "last_apr_change_at",
     "last_pd",
 )  # fmt: skip  # from_json skips names an older state lacks: they keep their defaults

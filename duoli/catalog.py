@@ -45,6 +45,10 @@ FEATURES: dict[str, str] = {
     "amount_zscore": "deviations of the log amount above the account's norm (0 before history)",
     "seconds_since_prev_tx": "seconds since the previous transaction (infinite for the first)",
     "prior_tx_count": "transactions the account made before this one, all time",
+    "peak_fraud_score": (
+        "the account's highest fraud_score so far, fading by 1/e every hour (0 before any; "
+        "in a rules backtest, of the rules scores)"
+    ),
     "is_new_device": "the device was not seen in the last 30 days (false on the first transaction)",
     "is_new_city": "the city was not seen in the last 30 days (false on the first transaction)",
     "is_new_merchant": "the merchant was not seen in the last 30 days",

@@ -248,12 +248,13 @@ class AccountEngine:
         day = day_of(max(state.latest_at, event.at))
         outcome.merchant_facts.append(MerchantFact(event.merchant_id, day, event.amount))
         if self.rules_only:
-            state.last_fraud_score = by_rules
+            state.remember_score(by_rules, event.at)
             return hits
         snapshot = self.models.for_time(event.at)
         inputs = fraud_inputs(facts, by_rules)
         scored = snapshot.fraud.score(inputs, by_rules)
-        score = state.last_fraud_score = scored.fraud_score
+        score = scored.fraud_score
+        state.remember_score(score, event.at)
         model = {
             "rules_score": by_rules,
             "model_score": scored.model_score,

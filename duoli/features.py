@@ -56,6 +56,7 @@ def transaction_features(
     facts.update(account_features(state, event.at, grace_seconds))
     facts["utilisation_after"] = (state.balance + event.amount) / state.credit_limit
     facts["repayment_ratio"] = 1.0
+    facts["peak_fraud_score"] = state.peak_score(event.at)
     facts.update(merchant or _EMPTY_MERCHANT)
     return facts
 
@@ -71,6 +72,7 @@ def repayment_features(
     facts.update(account_features(state, event.at, grace_seconds))
     facts["utilisation_after"] = facts["utilisation"]
     facts["repayment_ratio"] = _repayment_ratio(state, event)
+    facts["peak_fraud_score"] = state.peak_score(event.at)
     facts.update(_EMPTY_MERCHANT)
     return facts
 

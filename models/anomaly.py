@@ -10,7 +10,7 @@ Two views of the fraud inputs, each learned from every transaction observed:
   among the last ``tail_size`` transactions, summed over the inputs, as in COPOD (Li et
   al., 2020, "COPOD: Copula-Based Outlier Detection"). It finds a value far past the usual
   on one or a few inputs (an amount above every recent one), which the trees' random
-  splits over 45 inputs rarely isolate.
+  splits over 46 inputs rarely isolate.
 
 Neither raw score is a probability. So each is read against the raw scores of the last
 ``reference_size`` observed transactions: with ``q`` the share of them that scored lower,

@@ -249,6 +249,13 @@ REASONS: dict[str, Reason] = {
         "ACCOUNT_FRAUDS",
         lambda x: f"the account has {_count(x, 'account_frauds')} confirmed frauds",
     ),
+    "peak_score": Reason(
+        "RECENT_HIGH_SCORE",
+        lambda x: (
+            "a recent transaction of the account scored high "
+            f"({_value(x, 'peak_score'):.2f} after fading with time)"
+        ),
+    ),
     "days_since_account_fraud": Reason(
         "RECENT_ACCOUNT_FRAUD",
         lambda x: (

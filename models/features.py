@@ -273,6 +273,7 @@ FRAUD_INPUTS: tuple[Input, ...] = (
     Input("small_tx_1h", _count("small_tx_count_1h"), 0.0, 5.0),
     Input("small_tx_24h", _count("small_tx_count_24h"), 0.0, 6.0),
     Input("seconds_since_prev_tx", _gap, 0.0, 15.0, neutral=_log1p(GAP_CAP)),
+    Input("peak_score", _plain("peak_fraud_score"), 0.0, 1.0, monotone=1),
     Input("merchants_1h", _others("distinct_merchants_1h"), 0.0, 4.0),
     Input("merchants_24h", _others("distinct_merchants_24h"), 0.0, 5.0),
     Input("new_merchant", _flag("is_new_merchant"), 0.0, 1.0),

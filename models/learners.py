@@ -4,7 +4,8 @@ How a transaction's fraud score is made
 ---------------------------------------
 ::
 
-    fraud_score    = noisy_or(w * p_champion + (1 - w) * rules_score, 0.05 * anomaly)
+    fraud_score    = noisy_or(this_one, peak)
+    this_one       = noisy_or(w * p_champion + (1 - w) * rules_score, 0.05 * anomaly)
     w              = min(1, positives_learned / warmup_positives)
     noisy_or(a, b) = 1 - (1 - a) * (1 - b)
 
@@ -25,6 +26,13 @@ How a transaction's fraud score is made
   fraud only well after it began; the detector sees such transactions as unusual from
   the first (``duoli eval``, default book, seed 7: compromised-merchant frauds rank at
   0.75 ROC AUC with it, 0.62 without).
+- ``peak`` is the account's highest fraud score so far, fading by 1/e every hour
+  (``AccountState.peak_score``), also an input of the model. Frauds come in runs on
+  one account (a taken-over account drained in several steps, a stolen card tested,
+  then used), and the first of a run is often the one the model catches: the rest of
+  the run keeps that score while it lasts, and the run's reason code comes first
+  (``duoli eval``, default book, seed 7: average precision 0.438 without the peak,
+  0.506 with it).
 - Before any label there is no model: the score is the fallback alone.
 
 The candidates
@@ -209,19 +217,31 @@ class FraudScorer:
         w = self.weight if probability is not None else 0.0
         unusual = ANOMALY_AS_FRAUD * (anomaly or 0.0)
         evidence = w * (probability or 0.0) + (1 - w) * _unit(rules_score)
-        combined = noisy_or(evidence, unusual)
+        this_one = noisy_or(evidence, unusual)
+        peak = row["peak_score"]  # the account's recent peak: frauds come in runs
+        reasons = reason_codes(contributions, row, REASONS)
+        if peak > this_one:  # the run, more than this transaction, makes the score
+            reasons = _first(reason_codes([("peak_score", peak)], row, 1), reasons)
         return FraudScore(
-            fraud_score=_unit(combined),
+            fraud_score=_unit(noisy_or(this_one, peak)),
             model_score=probability,
             anomaly_score=anomaly,
             weight=w,
-            reasons=reason_codes(contributions, row, REASONS),
+            reasons=reasons,
         )
 
     def _model(self, row: dict[str, float]) -> tuple[float | None, list[tuple[str, float]]]:
         if self.predictor is None:
             return None, []
         return self.predictor.score(row)
+
+
+def _first(
+    reason: tuple[dict[str, Any], ...], others: tuple[dict[str, Any], ...]
+) -> tuple[dict[str, Any], ...]:
+    """``reason`` ahead of the others (without a repeat of its code), still ``REASONS`` long."""
+    codes = {r["code"] for r in reason}
+    return (*reason, *(r for r in others if r["code"] not in codes))[:REASONS]
 
 
 class FraudLearner:

@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import json
+import math
 
-from duoli.account import HISTORY_SECONDS, AccountState, apply_event
+from duoli.account import HISTORY_SECONDS, PEAK_SCORE_FADE, AccountState, apply_event
 
 
 def test_never_opened_account_gets_default_terms_and_is_kept(parsed):
@@ -54,3 +55,29 @@ def test_state_survives_its_changelog_form(parsed):
     for event in [parsed("credit_line_opened"), parsed("transaction"), parsed("installment_due")]:
         apply_event(state, event)
     assert AccountState.from_json(json.loads(json.dumps(state.to_json()))) == state
+
+
+def test_the_peak_fraud_score_fades_and_a_higher_score_replaces_it():
+    state = AccountState.fresh("acc-1", 5000.0, 0.18)
+    assert state.peak_score(1000.0) == 0.0
+    state.remember_score(0.8, 1000.0)
+    assert state.peak_score(1000.0 + PEAK_SCORE_FADE) == 0.8 * math.exp(-1)
+    state.remember_score(0.1, 1000.0 + PEAK_SCORE_FADE)  # lower: the faded peak stays
+    assert state.last_fraud_score == 0.1
+    assert state.peak_score(1000.0 + PEAK_SCORE_FADE) == 0.8 * math.exp(-1)
+    state.remember_score(0.9, 1000.0 + 2 * PEAK_SCORE_FADE)
+    assert state.peak_score(1000.0 + 2 * PEAK_SCORE_FADE) == 0.9
+
+
+def test_a_late_transaction_can_raise_the_peak_but_never_moves_it_back_in_time():
+    state = AccountState.fresh("acc-1", 5000.0, 0.18)
+    state.remember_score(0.2, 5000.0)
+    state.remember_score(0.7, 4000.0)  # an event within the allowed lateness
+    assert (state.peak_fraud_score, state.peak_score_at) == (0.7, 5000.0)
+    assert state.peak_score(3000.0) == 0.7  # before the peak's time: unfaded
+
+
+def test_an_older_state_without_a_peak_reads_none():
+    data = AccountState.fresh("acc-1", 5000.0, 0.18).to_json()
+    del data["peak_fraud_score"], data["peak_score_at"]
+    assert AccountState.from_json(data).peak_score(1e9) == 0.0

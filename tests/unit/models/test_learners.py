@@ -158,6 +158,22 @@ def test_reasons_name_what_raised_a_fraud_score():
     assert big.reasons[0]["text"] == "amount is 5,000 yuan"
 
 
+def test_an_accounts_recent_peak_lifts_its_next_transactions_and_leads_their_reasons():
+    learner = FraudLearner(LearningConfig(warmup_positives=5))
+    feed(learner, 800, rate=0.1)
+    scorer = learner.scorer("v5")
+    plain = {"amount": 40.0, "hour_of_day": 14}
+    alone = scorer.score(fraud_inputs(plain, 0.0), 0.0)
+    in_a_run = scorer.score(fraud_inputs({**plain, "peak_fraud_score": 0.7}, 0.0), 0.0)
+    assert alone.fraud_score < 0.7
+    assert in_a_run.fraud_score == pytest.approx(noisy_or(alone.fraud_score, 0.7), abs=0.05)
+    assert in_a_run.reasons[0]["code"] == "RECENT_HIGH_SCORE"
+    assert [r["code"] for r in in_a_run.reasons].count("RECENT_HIGH_SCORE") == 1
+    assert len(in_a_run.reasons) <= 3
+    big = scorer.score(fraud_inputs({"amount": 5000.0, "peak_fraud_score": 0.01}, 0.0), 0.0)
+    assert big.reasons[0]["code"] == "LARGE_AMOUNT"  # the peak leads only when it counts more
+
+
 def bill(dpd: float, late_share: float, outstanding: int) -> dict[str, float]:
     return pd_inputs(
         {

@@ -54,6 +54,7 @@ NEUTRAL: Facts = {
     "amount_zscore": 0.2,
     "seconds_since_prev_tx": 5400.0,
     "prior_tx_count": 40,
+    "peak_fraud_score": 0.0,
     "is_new_device": False,
     "is_new_city": False,
     "is_new_merchant": False,
