@@ -32,6 +32,9 @@ HISTORY_SECONDS = 35 * DAY  # the 30-day window plus room for late events
 MAX_HISTORY = 512  # a hard cap so one hyperactive account cannot exhaust memory
 KINDS = ("purchase", "cash_withdrawal", "loan_drawdown")
 EWMA_ALPHA = 0.1
+NORM_CLIP = 1.5  # spreads: the most one transaction can move the account's amount norm
+NORM_WARMUP = 5  # transactions learned in full before the norm's steps are clipped
+SPREAD_FLOOR = 0.25  # the least spread (of log amounts) the norm and the z-score assume
 PEAK_SCORE_FADE = 3600.0  # seconds: a peak fraud score an hour old counts 1/e of itself
 
 
@@ -282,12 +285,20 @@ def _transact(state: AccountState, event: Transaction) -> None:
 
 
 def _learn_amount(state: AccountState, amount: float) -> None:
-    """Exponentially weighted mean and variance of the log amount: the account's norm."""
+    """Exponentially weighted mean and variance of the log amount: the account's norm.
+
+    Once the account has a few transactions, one step counts at most ``NORM_CLIP``
+    spreads (Huber's clipping): frauds on a stolen card, at five times the usual amount,
+    would otherwise stretch the very norm they are judged by.
+    """
     value = math.log1p(amount)
     if state.tx_count == 0:
         state.log_mean = value
     else:
         delta = value - state.log_mean
+        if state.tx_count >= NORM_WARMUP:
+            bound = NORM_CLIP * max(math.sqrt(state.log_var), SPREAD_FLOOR)
+            delta = min(max(delta, -bound), bound)
         state.log_mean += EWMA_ALPHA * delta
         state.log_var = (1 - EWMA_ALPHA) * (state.log_var + EWMA_ALPHA * delta * delta)
     state.tx_count += 1

@@ -40,7 +40,10 @@ FEATURES: dict[str, str] = {
     "small_tx_count_24h": "transactions under 20 yuan in the last 24h",
     "cash_withdrawal_count_24h": "cash withdrawals in the last 24h, this one included",
     "cash_withdrawal_sum_24h": "yuan withdrawn as cash in the last 24h, this one included",
-    "typical_amount": "the account's typical amount (geometric moving mean), 0 before any",
+    "typical_amount": (
+        "the account's typical amount (geometric moving mean, which one outsized amount "
+        "moves only a clipped step), 0 before any"
+    ),
     "amount_ratio": "amount divided by the typical amount (1 before any history)",
     "amount_zscore": "deviations of the log amount above the account's norm (0 before history)",
     "seconds_since_prev_tx": "seconds since the previous transaction (infinite for the first)",

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from duoli.account import DAY, AccountState
+from duoli.account import DAY, SPREAD_FLOOR, AccountState
 from duoli.events import Repayment, Transaction
 
 __all__ = ["WINDOWS", "account_features", "repayment_features", "transaction_features"]
@@ -225,7 +225,7 @@ def _norm_features(state: AccountState, amount: float) -> dict[str, Any]:
     return {
         "typical_amount": typical,
         "amount_ratio": amount / typical if typical > 0 else 1.0,
-        "amount_zscore": (math.log1p(amount) - state.log_mean) / max(spread, 0.25),
+        "amount_zscore": (math.log1p(amount) - state.log_mean) / max(spread, SPREAD_FLOOR),
         "prior_tx_count": state.tx_count,
     }
 

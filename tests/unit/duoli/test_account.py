@@ -3,7 +3,17 @@ from __future__ import annotations
 import json
 import math
 
-from duoli.account import HISTORY_SECONDS, PEAK_SCORE_FADE, AccountState, apply_event
+import pytest
+
+from duoli.account import (
+    EWMA_ALPHA,
+    HISTORY_SECONDS,
+    NORM_CLIP,
+    PEAK_SCORE_FADE,
+    SPREAD_FLOOR,
+    AccountState,
+    apply_event,
+)
 
 
 def test_never_opened_account_gets_default_terms_and_is_kept(parsed):
@@ -28,6 +38,34 @@ def test_history_and_dedup_memory_are_bounded_in_time(parsed):
     assert len(state.tx_times) == 1 and len(state.seen_ids) == 0
     assert state.has_seen(recent.event_id)
     assert not state.has_seen(old.event_id) and not state.has_seen(label.event_id)
+
+
+def _spend(parsed, state, amounts):
+    for hour, amount in enumerate(amounts):
+        apply_event(
+            state, parsed("transaction", account_id=state.account_id, amount=amount, hours=hour)
+        )
+
+
+def test_one_outsized_transaction_moves_the_amount_norm_by_a_clipped_step(parsed):
+    state = AccountState.fresh("acc-1", 50_000.0, 0.18)
+    _spend(parsed, state, [100.0, 80.0, 120.0, 100.0, 90.0, 110.0])
+    before, spread = state.log_mean, max(math.sqrt(state.log_var), SPREAD_FLOOR)
+    _spend(parsed, state, [500.0])
+    assert state.log_mean - before == pytest.approx(EWMA_ALPHA * NORM_CLIP * spread)
+
+
+def test_the_first_transactions_are_learned_in_full(parsed):
+    state = AccountState.fresh("acc-1", 50_000.0, 0.18)
+    _spend(parsed, state, [100.0, 1000.0])
+    delta = math.log1p(1000.0) - math.log1p(100.0)
+    assert state.log_mean == pytest.approx(math.log1p(100.0) + EWMA_ALPHA * delta)
+
+
+def test_a_lasting_change_in_spending_still_becomes_the_norm(parsed):
+    state = AccountState.fresh("acc-1", 50_000.0, 0.18)
+    _spend(parsed, state, [100.0] * 6 + [300.0] * 60)
+    assert 250.0 < math.expm1(state.log_mean) <= 300.0
 
 
 def test_repayment_waterfall_settles_oldest_first(parsed):
