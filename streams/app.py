@@ -94,7 +94,9 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
         broker_rebalance_timeout=timeout,
         broker_session_timeout=max(timeout, 6.0),
         broker_heartbeat_interval=1.0,
-        producer_linger_ms=5,  # each batch flushes its outputs; 5 ms measured best
+        # Each batch flushes its records, and aiokafka's flush waits a batch's linger out
+        # rather than sending at once: a linger only delayed every flush (three a batch).
+        producer_linger_ms=0,
         producer_max_batch_size=1048576,
         stream_wait_empty=False,
     )
