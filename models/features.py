@@ -422,5 +422,7 @@ def unpack(values: Sequence[float], names: Sequence[str]) -> dict[str, float]:
 
 
 def _finite(value: Any) -> float:
+    if value.__class__ is float and value - value == 0.0:  # finite: what JSON mostly holds
+        return value
     number = _num({"v": value}, "v")
     return number if math.isfinite(number) else 0.0

@@ -22,8 +22,10 @@ True
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
+from sklearn import config_context
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 __all__ = ["Prequential", "average_precision", "roc_auc"]
@@ -31,24 +33,33 @@ __all__ = ["Prequential", "average_precision", "roc_auc"]
 DAY_SECONDS = 86_400.0
 
 
-def _two_classes(labels: Sequence[bool]) -> bool:
-    positives = sum(1 for label in labels if label)
-    return 0 < positives < len(labels)
-
-
 def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
     """Area under the ROC curve; None unless both classes are present."""
-    if not _two_classes(labels):
-        return None
-    return float(roc_auc_score(list(labels), list(scores)))
+    return _figure(roc_auc_score, labels, scores)
 
 
 def average_precision(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
     """Average precision (area under the precision-recall curve, step-wise); None with
     no positive or no negative."""
-    if not _two_classes(labels):
+    return _figure(average_precision_score, labels, scores)
+
+
+def _figure(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    labels: Sequence[bool],
+    scores: Sequence[float],
+) -> float | None:
+    """scikit-learn's ``metric``, or None unless both classes are present.
+
+    scikit-learn takes arrays at half the cost of lists, and a third less again without
+    checking its arguments' types, which these always have (2,500 labels: 8 ms for both
+    figures, then 4; a trainer works them out for every candidate at each closed day).
+    """
+    y = np.fromiter(labels, dtype=bool, count=len(labels))
+    if not 0 < np.count_nonzero(y) < len(y):
         return None
-    return float(average_precision_score(list(labels), list(scores)))
+    with config_context(skip_parameter_validation=True):
+        return float(metric(y, np.fromiter(scores, dtype=float, count=len(scores))))
 
 
 class Prequential:
