@@ -135,9 +135,9 @@ def test_pack_and_unpack_round_trip_and_guard_again():
     x = fraud_inputs({"amount": 120.0, "hour_of_day": 22}, 0.2)
     assert unpack(pack(x, FRAUD_FEATURES), FRAUD_FEATURES) == x
     values = pack(x, FRAUD_FEATURES)
-    values[0], values[1] = math.nan, math.inf
+    values[:4] = [math.nan, math.inf, -math.inf, "2.5"]
     back = unpack(values, FRAUD_FEATURES)
-    assert (back[FRAUD_FEATURES[0]], back[FRAUD_FEATURES[1]]) == (0.0, 0.0)
+    assert [back[name] for name in FRAUD_FEATURES[:4]] == [0.0, 0.0, 0.0, 2.5]
     with pytest.raises(ModelError, match="expected"):
         unpack(values[:-1], FRAUD_FEATURES)
     assert issubclass(ModelError, DuoliError)
