@@ -33,7 +33,15 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-__all__ = ["BENCH_RULES", "Stamps", "latency_section", "transaction"]
+__all__ = [
+    "BENCH_RULES",
+    "AlertReader",
+    "Stamps",
+    "latency_section",
+    "measure_latency",
+    "transaction",
+    "warm_up",
+]
 
 BENCH_RULES = """\
 rules:
@@ -146,7 +154,7 @@ def wait_drained(stamps: Stamps, timeout: float = DRAIN_SECONDS) -> None:
         time.sleep(0.05)
 
 
-def _measure(
+def measure_latency(
     url: str, topic: str, prefix: str, rate: float, seconds: float,
     read: Callable[[Stamps, threading.Event], None],
 ) -> dict[str, Any]:  # fmt: skip
@@ -201,7 +209,7 @@ class AlertReader:
         self.client.close()
 
 
-def _warm_up(url: str, topic: str, prefix: str, reader: AlertReader) -> float:
+def warm_up(url: str, topic: str, prefix: str, reader: AlertReader) -> float:
     """Until one alert per warm-up account is in Redis: the worker joined and is ready."""
     started, producer = time.monotonic(), _producer(url)
     expected = set()
@@ -234,9 +242,9 @@ def pipeline_latency(
     reader = AlertReader(settings.redis_url, f"{prefix}:alerts")
     try:
         with WorkerProcess(url, env, log_dir / "latency-worker.log") as worker:
-            ready = _warm_up(url, topic, prefix, reader)
+            ready = warm_up(url, topic, prefix, reader)
             started, cpu = time.monotonic(), cpu_seconds(worker.pid or 0)
-            summary = _measure(url, topic, prefix, rate, seconds, reader)
+            summary = measure_latency(url, topic, prefix, rate, seconds, reader)
             cores = (cpu_seconds(worker.pid or 0) - cpu) / (time.monotonic() - started)
             if not worker.alive():
                 raise RuntimeError("the latency worker exited; see its log")
@@ -279,7 +287,7 @@ def broker_latency(url: str, settings: Settings, rate: float, seconds: float) ->
     ensure_topics(url, [TopicSpec(topic, settings.partitions)])
     reader = RecordReader(url, topic, settings.partitions, settings.fetch_max_wait_ms)
     try:
-        return _measure(url, topic, prefix, rate, seconds, reader)
+        return measure_latency(url, topic, prefix, rate, seconds, reader)
     finally:
         reader.close()
 

@@ -1,0 +1,83 @@
+"""``python -m bench.load_curve [RATE ...]``: one worker's CPU and latency at each offered load.
+
+The latency section of ``make bench`` offers one load (500 events/s). This runs one worker
+on the embedded broker with the latency section's rule file (every transaction raises an
+alert) and offers each rate in turn for ``--seconds``, 0 meaning idle. For each it prints
+the worker process's CPU in cores and the latency from produce to alert in Redis, so the
+cost of a batch's fixed work (its requests to the broker and Redis) shows apart from the
+cost of its events: a worker whose CPU hardly grows with the rate spends it per batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._kafka import cpu_seconds, delete_redis_prefix, fresh_prefix, worker_env
+from bench._latency import BENCH_RULES, AlertReader, measure_latency, warm_up
+from connectors.broker import EmbeddedBroker
+from duoli.processes import WorkerProcess
+from duoli.settings import load_settings
+from streams.topics import TopicNames
+from streams.worker import prepare_topics
+
+DEFAULT_RATES = (0.0, 10.0, 100.0, 500.0)
+
+
+def load_curve(rates: list[float], seconds: float, log_dir: Path) -> list[dict[str, Any]]:
+    settings = load_settings().model_copy(update={"kafka_url": None})
+    prefix = fresh_prefix("curve")
+    rules = log_dir / "bench-rules.yaml"
+    rules.write_text(BENCH_RULES)
+    run_settings = settings.model_copy(update={"topic_prefix": prefix})
+    env = worker_env(prefix, settings.redis_url, DUOLI_RULES_PATH=str(rules))
+    reader = AlertReader(settings.redis_url, f"{prefix}:alerts")
+    rows = []
+    try:
+        with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
+            prepare_topics(run_settings, broker.url)
+            topic = TopicNames.of(run_settings).events
+            with WorkerProcess(broker.url, env, log_dir / "worker.log") as worker:
+                warm_up(broker.url, topic, prefix, reader)
+                for step, rate in enumerate(rates):
+                    started, cpu = time.monotonic(), cpu_seconds(worker.pid or 0)
+                    summary: dict[str, Any] = {}
+                    if rate > 0:
+                        tag = f"{prefix}-{step}"
+                        summary = measure_latency(broker.url, topic, tag, rate, seconds, reader)
+                    else:
+                        time.sleep(seconds)
+                    used = cpu_seconds(worker.pid or 0) - cpu
+                    rows.append(
+                        {
+                            "rate_per_s": rate,
+                            "worker_cpu_cores": used / (time.monotonic() - started),
+                        }
+                        | {key: summary.get(key) for key in ("p50_ms", "p99_ms")}
+                    )
+    finally:
+        reader.close()
+        delete_redis_prefix(settings.redis_url, [prefix])
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.load_curve", description=__doc__)
+    parser.add_argument("rates", nargs="*", type=float, default=list(DEFAULT_RATES))
+    parser.add_argument("--seconds", type=float, default=10.0, help="per rate")
+    args = parser.parse_args(argv)
+    log_dir = Path(tempfile.mkdtemp(prefix="duoli-curve-"))
+    print(f"events/s  worker cores  p50 ms  p99 ms   (logs in {log_dir})")
+    for row in load_curve(args.rates, args.seconds, log_dir):
+        latency = "  ".join(
+            f"{row[key]:>6}" if row[key] is not None else "     -" for key in ("p50_ms", "p99_ms")
+        )
+        print(f"{row['rate_per_s']:>8.0f}  {row['worker_cpu_cores']:>12.2f}  {latency}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
