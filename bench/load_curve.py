@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ DEFAULT_RATES = (0.0, 10.0, 100.0, 500.0)
 
 
 def load_curve(rates: list[float], seconds: float, log_dir: Path) -> list[dict[str, Any]]:
+    """One row per rate, in order, from one worker that stays up between them."""
     settings = load_settings().model_copy(update={"kafka_url": None})
     prefix = fresh_prefix("curve")
     rules = log_dir / "bench-rules.yaml"
@@ -35,33 +37,33 @@ def load_curve(rates: list[float], seconds: float, log_dir: Path) -> list[dict[s
     run_settings = settings.model_copy(update={"topic_prefix": prefix})
     env = worker_env(prefix, settings.redis_url, DUOLI_RULES_PATH=str(rules))
     reader = AlertReader(settings.redis_url, f"{prefix}:alerts")
-    rows = []
     try:
         with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
             prepare_topics(run_settings, broker.url)
             topic = TopicNames.of(run_settings).events
             with WorkerProcess(broker.url, env, log_dir / "worker.log") as worker:
                 warm_up(broker.url, topic, prefix, reader)
-                for step, rate in enumerate(rates):
-                    started, cpu = time.monotonic(), cpu_seconds(worker.pid or 0)
-                    summary: dict[str, Any] = {}
-                    if rate > 0:
-                        tag = f"{prefix}-{step}"
-                        summary = measure_latency(broker.url, topic, tag, rate, seconds, reader)
-                    else:
-                        time.sleep(seconds)
-                    used = cpu_seconds(worker.pid or 0) - cpu
-                    rows.append(
-                        {
-                            "rate_per_s": rate,
-                            "worker_cpu_cores": used / (time.monotonic() - started),
-                        }
-                        | {key: summary.get(key) for key in ("p50_ms", "p99_ms")}
-                    )
+                offer = partial(_offer, broker.url, topic, reader, worker.pid or 0, seconds)
+                return [offer(f"{prefix}-{step}", rate) for step, rate in enumerate(rates)]
     finally:
         reader.close()
         delete_redis_prefix(settings.redis_url, [prefix])
-    return rows
+
+
+def _offer(
+    url: str, topic: str, reader: AlertReader, pid: int, seconds: float, tag: str, rate: float
+) -> dict[str, Any]:
+    """The worker's CPU in cores, and the latency, while ``rate`` events/s are offered."""
+    started, cpu = time.monotonic(), cpu_seconds(pid)
+    latency: dict[str, Any] = {}
+    if rate > 0:
+        latency = measure_latency(url, topic, tag, rate, seconds, reader)
+    else:
+        time.sleep(seconds)
+    cores = (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
+    return {"rate_per_s": rate, "worker_cpu_cores": cores} | {
+        key: latency.get(key) for key in ("p50_ms", "p99_ms")
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

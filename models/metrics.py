@@ -51,9 +51,10 @@ def _figure(
 ) -> float | None:
     """scikit-learn's ``metric``, or None unless both classes are present.
 
-    scikit-learn takes arrays at half the cost of lists, and a third less again without
-    checking its arguments' types, which these always have (2,500 labels: 8 ms for both
-    figures, then 4; a trainer works them out for every candidate at each closed day).
+    scikit-learn reads arrays faster than lists, and its checks of its arguments' types
+    are skipped, since these always pass them (2,500 labels: 8 ms for both figures from
+    lists, 5.2 from arrays, 4.0 without the checks; a trainer works them out for every
+    candidate at each closed day).
     """
     y = np.fromiter(labels, dtype=bool, count=len(labels))
     if not 0 < np.count_nonzero(y) < len(y):
