@@ -20,14 +20,15 @@ from rules.control import Controls
 from streams._faust_compat import cap_fetch_wait, guard_commit_head
 from streams.agents import register_agents
 from streams.control import ControlFollower
-from streams.ledger import LedgerService
+from streams.elected import ElectedProcess
+from streams.ledger import LedgerWriter
 from streams.models import ModelFollower
 from streams.processing import AccountProcessor, MerchantCache, MerchantProcessor
 from streams.progress import Progress
 from streams.tables import define_tables
 from streams.timers import register_gap_watch, register_lag_watch, register_timers
 from streams.topics import TopicNames, define_topics
-from streams.training import TrainerService
+from streams.training import TrainerWriter
 
 __all__ = ["build_app", "create_app"]
 
@@ -119,8 +120,8 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     progress = Progress(tables.progress)
     redis = RedisLifecycle(store)
     control = ControlFollower(broker_url, topics.names.control, engine, file_rules.rules)
-    trainer = TrainerService(broker_url, topics.names, trainer_config(settings))
-    ledger = LedgerService(broker_url, topics.names, settings.partitions)
+    trainer = ElectedProcess(TrainerWriter(broker_url, topics.names, trainer_config(settings)))
+    ledger = ElectedProcess(LedgerWriter(broker_url, topics.names, settings.partitions))
     metrics = WorkerMetrics()
 
     async def ready() -> None:
@@ -156,17 +157,15 @@ def trainer_config(settings: Settings) -> TrainerConfig:
     )
 
 
-def _elect_single_writers(
-    app: faust.App, names: TopicNames, trainer: TrainerService, ledger: LedgerService
-) -> None:
-    """The worker holding events partition 0 trains and writes the ledger; the others
-    only score."""
+def _elect_single_writers(app: faust.App, names: TopicNames, *writers: ElectedProcess) -> None:
+    """The worker holding events partition 0 runs the trainer and the ledger writer; the
+    others only score."""
 
     async def elect(*args: Any, **kwargs: Any) -> None:
         assigned = args[1]  # (sender, the new assignment)
         owner = any(tp.topic == names.events and tp.partition == 0 for tp in assigned)
-        trainer.set_owner(owner)
-        ledger.set_owner(owner)
+        for writer in writers:
+            writer.set_owner(owner)
 
     app.on_partitions_assigned.connect(elect)
 

@@ -1,34 +1,56 @@
-"""A single writer inside one worker: the worker that holds partition 0 of the events topic.
+"""Single writers: each runs in a process of its own, beside the worker that holds
+partition 0 of the events topic.
 
 The trainer and the ledger writer must each run exactly once in the group. Ownership
 follows Faust's own assignment (``set_owner`` on every rebalance), so it moves with
-partition 0 when a worker stops or dies. Such a service reads its sources without a
-consumer group: where it resumes is its own business (a checkpoint, the ledger's last
-entry), so a new owner goes on exactly as the old one would have.
+partition 0 when a worker stops or dies. A writer reads its sources without a consumer
+group: where it resumes is its own business (a checkpoint, the ledger's last entry), so
+a new owner goes on exactly as the old one would have.
+
+A writer's reading, work and writing all happen in its own process: on the worker's
+event loop they delayed the scoring of every batch (at 500 events/s the worker's main
+thread is saturated). The worker only starts the process, starts it again if it dies,
+and stops it, waiting for it to end, before any other can start.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping, Sequence
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from multiprocessing.process import BaseProcess
 from typing import Any, ClassVar
 
 import aiokafka
 from aiokafka import TopicPartition
 from mode import Service
 
+from duoli.runtime import calm_garbage_collector
 from streams.consumers import background_consumer
 
-__all__ = ["ElectedService"]
+__all__ = ["ElectedProcess", "SingleWriter"]
 
 log = logging.getLogger(__name__)
 
+WATCH_SECONDS = 0.1  # how soon a change of owner, or a dead writer, is acted on
+STOP_SECONDS = 10.0  # a writer asked to stop gets this long, then it is killed
+RESTART_SECONDS = 1.0  # a writer that died (a broker gone, say) is started again after
+PARENT_CHECK_SECONDS = 1.0
+LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as the worker's
 
-class ElectedService(Service):
-    """Runs ``step`` over and over while this worker is the owner; ``release`` forgets the
-    service's state when ownership moves away."""
 
-    role: ClassVar[str] = "service"
+class SingleWriter:
+    """What runs in the writer's process: ``step`` over and over, with a consumer of
+    ``sources`` outside any group and a producer. It is pickled to its process before it
+    starts, so it connects and builds its state only in ``run``."""
+
+    role: ClassVar[str] = "writer"
 
     def __init__(
         self,
@@ -36,51 +58,117 @@ class ElectedService(Service):
         sources: Sequence[TopicPartition],
         consumer_options: Mapping[str, Any] | None = None,
         producer_options: Mapping[str, Any] | None = None,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
         self.broker_url = broker_url
         self.sources = list(sources)
-        self.wanted = False
-        self._consumer_options = dict(consumer_options or {})
-        self._producer_options = dict(producer_options or {})
-        self._consumer: aiokafka.AIOKafkaConsumer | None = None
-        self._producer: aiokafka.AIOKafkaProducer | None = None
-
-    def set_owner(self, owner: bool) -> None:
-        """Called on every rebalance: whether this worker holds events partition 0."""
-        if owner != self.wanted:
-            log.info("%s %s", self.role, "taking over" if owner else "handing over")
-        self.wanted = owner
-        if not owner:
-            self.release()
-
-    def release(self) -> None:
-        """Forget what belongs to the owner; a later owner resumes on its own."""
+        self.consumer_options = dict(consumer_options or {})
+        self.producer_options = dict(producer_options or {})
 
     async def step(
         self, consumer: aiokafka.AIOKafkaConsumer, producer: aiokafka.AIOKafkaProducer
     ) -> None:
         raise NotImplementedError
 
-    async def on_start(self) -> None:
-        self._consumer = background_consumer(self.broker_url, **self._consumer_options)
-        self._producer = aiokafka.AIOKafkaProducer(
-            bootstrap_servers=self.broker_url, **self._producer_options
+    async def run(self) -> None:
+        consumer = background_consumer(self.broker_url, **self.consumer_options)
+        producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=self.broker_url, **self.producer_options
         )
-        await self._consumer.start()
-        await self._producer.start()
-        self._consumer.assign(self.sources)
+        try:
+            await consumer.start()
+            await producer.start()
+            consumer.assign(self.sources)
+            while True:
+                await self.step(consumer, producer)
+        finally:
+            await consumer.stop()
+            await producer.stop()
 
-    async def on_stop(self) -> None:
-        for client in (self._consumer, self._producer):
-            if client is not None:
-                await client.stop()
+
+class ElectedProcess(Service):
+    """In the worker: keeps the writer's process running while this worker is the owner,
+    and none while it is not."""
+
+    def __init__(self, writer: SingleWriter, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.writer = writer
+        self.wanted = False
+        self.process: BaseProcess | None = None
+
+    def set_owner(self, owner: bool) -> None:
+        """Called on every rebalance: whether this worker holds events partition 0."""
+        if owner != self.wanted:
+            log.info("%s %s", self.writer.role, "taking over" if owner else "handing over")
+        self.wanted = owner
 
     @Service.task
-    async def _run(self) -> None:
+    async def _watch(self) -> None:
         while not self.should_stop:
-            if not self.wanted or self._consumer is None or self._producer is None:
-                await self.sleep(0.1)
-                continue
-            await self.step(self._consumer, self._producer)
+            await self._follow_owner()
+            await self.sleep(WATCH_SECONDS)
+
+    async def _follow_owner(self) -> None:
+        process = self.process
+        if process is not None and not process.is_alive():
+            if self.wanted:
+                log.error(
+                    "the %s process died (exit code %s); starting it again from where it "
+                    "left off", self.writer.role, process.exitcode,
+                )  # fmt: skip
+                await self.sleep(RESTART_SECONDS)
+            self.process = None
+        if self.wanted and self.process is None:
+            self.process = self._start()
+        elif not self.wanted and self.process is not None:
+            await self._stop_process()
+
+    def _start(self) -> BaseProcess:
+        context = multiprocessing.get_context("spawn")  # the worker has threads: no fork
+        level = logging.getLogger().getEffectiveLevel()
+        process = context.Process(
+            target=run_writer, args=(self.writer, os.getpid(), level), name=self.writer.role
+        )
+        process.start()
+        log.info("%s process %d started", self.writer.role, process.pid)
+        return process
+
+    async def _stop_process(self) -> None:
+        """Ask the writer to stop, and wait until it has: one writer at a time."""
+        process, self.process = self.process, None
+        if process is not None and process.is_alive():
+            process.terminate()
+            await asyncio.to_thread(_join_or_kill, process)
+
+    async def on_stop(self) -> None:
+        await self._stop_process()
+
+
+def _join_or_kill(process: BaseProcess) -> None:
+    process.join(STOP_SECONDS)
+    if process.is_alive():
+        log.warning("the %s process did not stop in %.0f s; killed", process.name, STOP_SECONDS)
+        process.kill()
+        process.join()
+
+
+def run_writer(writer: SingleWriter, parent: int, level: int) -> None:
+    """The writer process: runs until SIGTERM (its clients closed), or its worker is gone."""
+    logging.basicConfig(level=level, format=LOG_FORMAT)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops it
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    calm_garbage_collector()
+    asyncio.run(_until_terminated(writer.run()))
+
+
+async def _until_terminated(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.ensure_future(work)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _exit_with(parent: int) -> None:
+    """A worker killed outright cannot stop its writers: each ends when it sees that."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_SECONDS)
+    os._exit(0)

@@ -1,6 +1,6 @@
-"""The ledger writer: one worker chains every credit decision and every alert.
+"""The ledger writer: one process chains every credit decision and every alert.
 
-A hash chain needs a single writer, so it runs where the trainer runs: in the worker
+A hash chain needs a single writer, so it runs beside the trainer: a process of the worker
 that holds partition 0 of the events topic (``streams.elected``), and it moves with it.
 It reads the decisions and alerts topics without a consumer group and appends to the
 one-partition ``{prefix}.ledger`` topic. Each entry also notes the ``source`` record it
@@ -24,11 +24,11 @@ from aiokafka import TopicPartition
 
 from duoli.ledger import Ledger
 from streams.consumers import background_consumer
-from streams.elected import ElectedService
+from streams.elected import SingleWriter
 from streams.topics import TopicNames
 from streams.wire import json_bytes
 
-__all__ = ["RECENT_IDS", "Chainer", "LedgerService"]
+__all__ = ["RECENT_IDS", "Chainer", "LedgerWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -96,21 +96,18 @@ def _entry_id(entry: Mapping[str, Any]) -> str | None:
     return str(payload[field])
 
 
-class LedgerService(ElectedService):
-    """Chains decisions and alerts while it owns (this worker holds events partition 0)."""
+class LedgerWriter(SingleWriter):
+    """Chains decisions and alerts, from where the ledger topic left off."""
 
     role = "ledger writer"
 
-    def __init__(self, broker_url: str, names: TopicNames, partitions: int, **kwargs: Any) -> None:
+    def __init__(self, broker_url: str, names: TopicNames, partitions: int) -> None:
         kinds = {names.decisions: "decision", names.alerts: "alert"}
         sources = [TopicPartition(t, p) for t in kinds for p in range(partitions)]
-        super().__init__(broker_url, sources, consumer_options=EARLIEST, **kwargs)
+        super().__init__(broker_url, sources, consumer_options=EARLIEST)
         self.names = names
         self.kinds = kinds
         self.chainer: Chainer | None = None
-
-    def release(self) -> None:
-        self.chainer = None
 
     async def step(
         self, consumer: aiokafka.AIOKafkaConsumer, producer: aiokafka.AIOKafkaProducer
@@ -119,8 +116,6 @@ class LedgerService(ElectedService):
             self.chainer = await self._resume(consumer)
         chainer = self.chainer
         batches = await consumer.getmany(*self.sources, timeout_ms=200, max_records=MAX_RECORDS)
-        if chainer is not self.chainer:  # handed over meanwhile
-            return
         entries = [
             entry
             for tp in sorted(batches, key=lambda tp: (tp.topic, tp.partition))

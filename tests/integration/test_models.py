@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 from duoli.processes import WorkerProcess, wait_for
 from duoli.simulate import SimulationConfig, simulate
 from models.learners import fraud_candidates
-from tests.integration.procfs import children_of, command_line, gone
+from tests.integration.procfs import children_of, gone
 
 pytestmark = pytest.mark.integration
 
@@ -72,8 +73,8 @@ def _trainer(workers: list[WorkerProcess]) -> WorkerProcess:
     """The worker whose log says it took the trainer over last."""
     for worker in workers:
         assert worker.log_path is not None
-        lines = [line for line in worker.log_path.read_text().splitlines() if "trainer " in line]
-        if worker.alive() and lines and "taking over" in lines[-1]:
+        moves = re.findall(r"trainer (taking|handing) over", worker.log_path.read_text())
+        if worker.alive() and moves and moves[-1] == "taking":
             return worker
     raise AssertionError("no worker runs the trainer")
 
@@ -136,13 +137,15 @@ def test_a_killed_trainer_process_is_started_again_and_learning_goes_on(pipeline
     running = pipeline(workers=1, **MODELS)
     running.feed_by_day(events[:half])
     [worker] = running.workers
-    [learning] = [pid for pid in children_of(worker.pid) if "spawn_main" in command_line(pid)]
+    [learning] = _trainer_processes(worker)
+    assert learning in children_of(worker.pid)
     os.kill(learning, signal.SIGKILL)
     running.feed_by_day(events[half:])
 
     after = _status_through(running, "2026-01-24")
     assert _learned_labels(after) == _labels_known_before(events, "2026-01-24T00:00:00Z")
     assert "the trainer process died" in _log(worker) and worker.alive()
+    assert len(_trainer_processes(worker)) == 2  # a new one
 
 
 def test_after_a_whole_restart_the_models_come_back_and_learning_goes_on(pipeline):
@@ -164,6 +167,11 @@ def test_after_a_whole_restart_the_models_come_back_and_learning_goes_on(pipelin
     assert _learned_labels(after) == _labels_known_before(events, "2026-01-24T00:00:00Z")
     first_day_after = [r for r in running.scores() if r["occurred_at"].startswith("2026-01-13")]
     assert {r["model_versions"]["fraud"] for r in first_day_after} == {_version("2026-01-12")}
+
+
+def _trainer_processes(worker: WorkerProcess) -> list[int]:
+    """The trainer processes the worker has started, as its log names them."""
+    return [int(pid) for pid in re.findall(r"trainer process (\d+) started", _log(worker))]
 
 
 def _log(worker: WorkerProcess) -> str:

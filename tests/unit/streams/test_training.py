@@ -1,4 +1,4 @@
-"""What the trainer process publishes for the training records it is given."""
+"""What the trainer publishes for the training records it is given."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from duoli.settings import Settings
 from models.trainer import DAY, IncompatibleCheckpoint, Trainer, TrainerConfig
 from streams.models import STATUS_KEY, snapshot_key
 from streams.topics import TopicNames
-from streams.trainer_process import CHECKPOINT_KEY, _Learning, resume
+from streams.training import CHECKPOINT_KEY, Learning, resume
 
 T0 = 20_000 * DAY  # a midnight
 NAMES = TopicNames.of(Settings(topic_prefix="t"))
@@ -25,7 +25,7 @@ def ticks(*clocks: float) -> list[tuple[bytes, int]]:
 
 
 def test_catching_up_several_days_publishes_every_days_version() -> None:
-    learning = _Learning(Trainer(), NAMES)
+    learning = Learning(Trainer(), NAMES)
     first = learning.learn(ticks(T0 + 3600))  # the first version closes at T0
     assert [key for _, key, _ in first] == [snapshot_key(T0), STATUS_KEY, CHECKPOINT_KEY]
 
