@@ -121,13 +121,29 @@ async def _delete(url: str, prefixes: Sequence[str]) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds of a process (Linux ``/proc``); NaN elsewhere."""
+    """User plus system CPU seconds of a process and of the processes it started that still
+    run, such as a worker's trainer and ledger writer (Linux ``/proc``); NaN elsewhere."""
+    children = [seconds for seconds in map(_own_cpu_seconds, _children(pid)) if seconds >= 0]
+    return _own_cpu_seconds(pid) + sum(children)  # a child that just ended is NaN: not >= 0
+
+
+def _own_cpu_seconds(pid: int) -> float:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             fields = stat.read().rsplit(")", 1)[1].split()
     except OSError:
         return math.nan
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    children = []
+    for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children.extend(map(int, listing.read_text().split()))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return children
 
 
 def sleep_until(moment: float) -> None:
