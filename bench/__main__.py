@@ -76,6 +76,11 @@ def run_all(sizes: Sizes, settings: Settings, log_dir: Path) -> dict[str, dict[s
         "model_refit": _section("model refit", refit_section),
         "pending_store": _section("pending store", pending_section),
     }
+    # Each section has a broker of its own. Tansu keeps every record in memory and each
+    # request costs it more as they pile up: at a steady 500 events/s, over four runs of
+    # 20 s, its CPU rose from 0.53 to 0.94 of a core and the pipeline's p99 from 140 to
+    # 623 ms (`python -m bench.load_curve 500 500 500 500 --seconds 20`). The throughput
+    # runs leave over a million records behind them.
     with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
         url = broker.url
         records = book_records(sizes.events)
@@ -83,6 +88,8 @@ def run_all(sizes: Sizes, settings: Settings, log_dir: Path) -> dict[str, dict[s
             "throughput",
             lambda: throughput_section(url, settings, records, log_dir, sizes.throughput_pairs),
         )
+    with EmbeddedBroker(log_path=log_dir / "tansu-latency.log") as broker:
+        url = broker.url
         raw["latency_p99"] = _section(
             "latency",
             lambda: latency_section(

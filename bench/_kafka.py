@@ -32,6 +32,7 @@ __all__ = [
     "cpu_seconds",
     "delete_redis_prefix",
     "fresh_prefix",
+    "machine_busy_seconds",
     "python_module",
     "worker_env",
 ]
@@ -125,6 +126,17 @@ def cpu_seconds(pid: int) -> float:
     run, such as a worker's trainer and ledger writer (Linux ``/proc``); NaN elsewhere."""
     children = [seconds for seconds in map(_own_cpu_seconds, _children(pid)) if seconds >= 0]
     return _own_cpu_seconds(pid) + sum(children)  # a child that just ended is NaN: not >= 0
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (Linux ``/proc``)."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+    except OSError:
+        return math.nan
+    idle = ticks[3] + ticks[4]  # idle and waiting for I/O
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # guests are in user already
 
 
 def _own_cpu_seconds(pid: int) -> float:
