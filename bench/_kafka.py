@@ -149,7 +149,7 @@ def _own_cpu_seconds(pid: int) -> float:
 
 
 def _children(pid: int) -> list[int]:
-    children = []
+    children: list[int] = []
     for listing in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
             children.extend(map(int, listing.read_text().split()))
