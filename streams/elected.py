@@ -117,7 +117,7 @@ class ElectedProcess(Service):
                 )  # fmt: skip
                 await self.sleep(RESTART_SECONDS)
             self.process = None
-        if self.wanted and self.process is None:
+        if self.wanted and self.process is None and not self.should_stop:
             self.process = self._start()
         elif not self.wanted and self.process is not None:
             await self._stop_process()
