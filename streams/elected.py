@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 0.1  # how soon a change of owner, or a dead writer, is acted on
 STOP_SECONDS = 10.0  # a writer asked to stop gets this long, then it is killed
-RESTART_SECONDS = 1.0  # a writer that died (a broker gone, say) is started again after
+# A writer that died (a broker gone, say) is started again after this long: each start
+# imports the engine anew, about 2 s of CPU, which must not run in a tight loop.
+RESTART_SECONDS = 5.0
 PARENT_CHECK_SECONDS = 1.0
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as the worker's
 
