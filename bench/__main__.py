@@ -93,7 +93,7 @@ def run_all(sizes: Sizes, settings: Settings, log_dir: Path) -> dict[str, dict[s
         raw["latency_p99"] = _section(
             "latency",
             lambda: latency_section(
-                url, settings, sizes.latency_rate, sizes.latency_seconds, log_dir
+                url, settings, sizes.latency_rate, sizes.latency_seconds, log_dir, broker.pid
             ),
         )
     raw["state_memory"] = _section("memory", lambda: memory_section(sizes.accounts))

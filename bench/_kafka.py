@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -27,6 +27,7 @@ with warnings.catch_warnings():
     from kafka import KafkaAdminClient, TopicPartition
 
 __all__ = [
+    "CoresMeter",
     "OffsetPoller",
     "book_records",
     "cpu_seconds",
@@ -126,6 +127,27 @@ def cpu_seconds(pid: int) -> float:
     run, such as a worker's trainer and ledger writer (Linux ``/proc``); NaN elsewhere."""
     children = [seconds for seconds in map(_own_cpu_seconds, _children(pid)) if seconds >= 0]
     return _own_cpu_seconds(pid) + sum(children)  # a child that just ended is NaN: not >= 0
+
+
+class CoresMeter:
+    """The CPU cores some processes, and the whole machine, use from now on; each process
+    is read by a function giving its CPU seconds (``cpu_seconds`` of a pid, say)."""
+
+    def __init__(self, readers: Mapping[str, Callable[[], float]]) -> None:
+        self.readers = dict(readers)
+        self.started = time.monotonic()
+        self.cpu = {name: read() for name, read in self.readers.items()}
+        self.busy = machine_busy_seconds()
+
+    def cores(self) -> dict[str, float]:
+        """``{name}_cpu_cores`` for each process and ``machine_busy_cores``, so far."""
+        elapsed = time.monotonic() - self.started
+        used = {
+            f"{name}_cpu_cores": (read() - self.cpu[name]) / elapsed
+            for name, read in self.readers.items()
+        }
+        used["machine_busy_cores"] = (machine_busy_seconds() - self.busy) / elapsed
+        return {name: round(cores, 2) for name, cores in used.items()}
 
 
 def machine_busy_seconds() -> float:

@@ -16,16 +16,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import redis
 
 from bench._kafka import (
+    CoresMeter,
     cpu_seconds,
     delete_redis_prefix,
     fresh_prefix,
-    machine_busy_seconds,
     sleep_until,
     worker_env,
 )
@@ -237,8 +238,12 @@ def warm_up(url: str, topic: str, prefix: str, reader: AlertReader) -> float:
 
 
 def pipeline_latency(
-    url: str, settings: Settings, rate: float, seconds: float, log_dir: Path
-) -> dict[str, Any]:
+    url: str, settings: Settings, rate: float, seconds: float, log_dir: Path,
+    broker_pid: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The latency, and the cores used meanwhile: by the worker (with its writers), by the
+    broker when its pid is known, by this process (the load and the alert reader), and by
+    the whole machine."""
     prefix = fresh_prefix("lat")
     rules = log_dir / "bench-rules.yaml"
     rules.write_text(BENCH_RULES)
@@ -250,22 +255,15 @@ def pipeline_latency(
     try:
         with WorkerProcess(url, env, log_dir / "latency-worker.log") as worker:
             ready = warm_up(url, topic, prefix, reader)
-            started = time.monotonic()
-            cpu, busy = cpu_seconds(worker.pid or 0), machine_busy_seconds()
+            meter = CoresMeter(_cpu_readers(worker.pid or 0, broker_pid))
             summary = measure_latency(url, topic, prefix, rate, seconds, reader)
-            elapsed = time.monotonic() - started
-            cores = (cpu_seconds(worker.pid or 0) - cpu) / elapsed
-            machine = (machine_busy_seconds() - busy) / elapsed
+            cores = meter.cores()
             if not worker.alive():
                 raise RuntimeError("the latency worker exited; see its log")
     finally:
         reader.close()
         delete_redis_prefix(settings.redis_url, [prefix])
-    return summary | {
-        "ready_after_s": round(ready, 1),
-        "worker_cpu_cores": round(cores, 2),
-        "machine_busy_cores": round(machine, 2),  # of os.cpu_count(): worker, broker, this
-    }
+    return summary | {"ready_after_s": round(ready, 1)} | cores
 
 
 # -- the baseline: the broker round trip alone ---------------------------------------------
@@ -306,13 +304,26 @@ def broker_latency(url: str, settings: Settings, rate: float, seconds: float) ->
         reader.close()
 
 
+def _cpu_readers(worker_pid: int, broker_pid: int | None) -> dict[str, Callable[[], float]]:
+    """The worker with its writers, this process alone (the load and the alert reader),
+    and the broker when its pid is known."""
+    readers: dict[str, Callable[[], float]] = {
+        "worker": partial(cpu_seconds, worker_pid),
+        "bench": time.process_time,
+    }
+    if broker_pid is not None:
+        readers["broker"] = partial(cpu_seconds, broker_pid)
+    return readers
+
+
 def latency_section(
-    url: str, settings: Settings, rate: float, seconds: float, log_dir: Path
-) -> dict[str, Any]:
+    url: str, settings: Settings, rate: float, seconds: float, log_dir: Path,
+    broker_pid: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
     """Broker-only, then pipeline latency at the same offered load, on the same broker: the
     broker's first, as the pipeline leaves its records behind (see ``bench.__main__``)."""
     broker = broker_latency(url, settings, rate, seconds)
-    pipeline = pipeline_latency(url, settings, rate, seconds, log_dir)
+    pipeline = pipeline_latency(url, settings, rate, seconds, log_dir, broker_pid)
     return {
         "note": NOTE,
         "rate_per_s": rate,
