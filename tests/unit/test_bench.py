@@ -8,12 +8,17 @@ from __future__ import annotations
 import doctest
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import _latency, _report, _rules, _stats, _throughput
+from bench._kafka import CoresMeter, cpu_seconds
 from bench._memory import build_states, fresh_states, memory_section, traced_bytes
 from bench._rules import feature_dicts, fifty_rules, plain_lambdas, rules_section
 from bench._stats import Bar, latency_summary, measurement, percentile
@@ -167,3 +172,29 @@ def test_build_states_applies_every_event_to_its_account() -> None:
     states = build_states(lines)
     opened = {json.loads(line)["account_id"] for line in lines}
     assert set(states) == opened
+
+
+def test_the_cores_meter_divides_each_process_cpu_by_the_time_elapsed() -> None:
+    """A reader that counts wall time is one core busy; the process's own CPU, spinning
+    in this thread, is about one too; the machine's busy cores include it."""
+    meter = CoresMeter({"clock": time.monotonic, "spinning": time.process_time})
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:
+        pass
+    cores = meter.cores()
+    assert set(cores) == {"clock_cpu_cores", "spinning_cpu_cores", "machine_busy_cores"}
+    assert cores["clock_cpu_cores"] == pytest.approx(1.0, abs=0.02)
+    assert 0.5 <= cores["spinning_cpu_cores"] <= 1.05
+    assert 0.5 <= cores["machine_busy_cores"] <= (os.cpu_count() or 1) + 0.05
+
+
+def test_a_process_cpu_counts_the_processes_it_started() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: pass"])
+    try:
+        time.sleep(1.0)
+        parent_only = time.process_time()
+        with_children = cpu_seconds(os.getpid())
+        assert with_children > parent_only + 0.2  # the spinning child's share
+    finally:
+        child.kill()
+        child.wait()
