@@ -45,8 +45,10 @@ __all__ = [
     "BENCH_RULES",
     "AlertReader",
     "Stamps",
+    "cpu_readers",
     "latency_section",
     "measure_latency",
+    "settle",
     "transaction",
     "warm_up",
 ]
@@ -65,6 +67,7 @@ rules:
 ACCOUNTS = 1000  # distinct accounts, spread over every partition by their keys
 WARM_UP_ACCOUNTS = 16
 READY_TIMEOUT = 90.0
+SETTLED_CORES = 0.3  # a worker using less, idle, has finished starting
 DRAIN_SECONDS = 10.0
 FLUSH_EVERY = 10
 NOTE = (
@@ -237,6 +240,19 @@ def warm_up(url: str, topic: str, prefix: str, reader: AlertReader) -> float:
     return time.monotonic() - started
 
 
+def settle(worker_pid: int, timeout: float = READY_TIMEOUT) -> float:
+    """Seconds until the worker and its processes use less than ``SETTLED_CORES`` over a
+    second. It starts its trainer and ledger writer as it joins, and each imports the
+    engine (about 2 s of CPU), which would otherwise fall in the first seconds measured."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        meter = CoresMeter({"worker": partial(cpu_seconds, worker_pid)})
+        time.sleep(1.0)
+        if meter.cores()["worker_cpu_cores"] < SETTLED_CORES:
+            break
+    return time.monotonic() - started
+
+
 def pipeline_latency(
     url: str, settings: Settings, rate: float, seconds: float, log_dir: Path,
     broker_pid: int | None = None,
@@ -255,7 +271,8 @@ def pipeline_latency(
     try:
         with WorkerProcess(url, env, log_dir / "latency-worker.log") as worker:
             ready = warm_up(url, topic, prefix, reader)
-            meter = CoresMeter(_cpu_readers(worker.pid or 0, broker_pid))
+            settled = settle(worker.pid or 0)
+            meter = CoresMeter(cpu_readers(worker.pid or 0, broker_pid))
             summary = measure_latency(url, topic, prefix, rate, seconds, reader)
             cores = meter.cores()
             if not worker.alive():
@@ -263,7 +280,8 @@ def pipeline_latency(
     finally:
         reader.close()
         delete_redis_prefix(settings.redis_url, [prefix])
-    return summary | {"ready_after_s": round(ready, 1)} | cores
+    timing = {"ready_after_s": round(ready, 1), "settled_after_s": round(settled, 1)}
+    return summary | timing | cores
 
 
 # -- the baseline: the broker round trip alone ---------------------------------------------
@@ -304,7 +322,7 @@ def broker_latency(url: str, settings: Settings, rate: float, seconds: float) ->
         reader.close()
 
 
-def _cpu_readers(worker_pid: int, broker_pid: int | None) -> dict[str, Callable[[], float]]:
+def cpu_readers(worker_pid: int, broker_pid: int | None) -> dict[str, Callable[[], float]]:
     """The worker with its writers, this process alone (the load and the alert reader),
     and the broker when its pid is known."""
     readers: dict[str, Callable[[], float]] = {

@@ -3,9 +3,10 @@
 The latency section of ``make bench`` offers one load (500 events/s). This runs one worker
 on the embedded broker with the latency section's rule file (every transaction raises an
 alert) and offers each rate in turn for ``--seconds``, 0 meaning idle. For each it prints
-the worker process's CPU in cores and the latency from produce to alert in Redis, so the
-cost of a batch's fixed work (its requests to the broker and Redis) shows apart from the
-cost of its events: a worker whose CPU hardly grows with the rate spends it per batch.
+the cores used by the worker (with its writer processes), the broker, this process and the
+whole machine, and the latency from produce to alert in Redis, so the cost of a batch's
+fixed work (its requests to the broker and Redis) shows apart from the cost of its events:
+a worker whose CPU hardly grows with the rate spends it per batch.
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench._kafka import cpu_seconds, delete_redis_prefix, fresh_prefix, worker_env
-from bench._latency import BENCH_RULES, AlertReader, measure_latency, warm_up
+from bench._kafka import CoresMeter, delete_redis_prefix, fresh_prefix, worker_env
+from bench._latency import (
+    BENCH_RULES,
+    AlertReader,
+    cpu_readers,
+    measure_latency,
+    settle,
+    warm_up,
+)
 from connectors.broker import EmbeddedBroker
 from duoli.processes import WorkerProcess
 from duoli.settings import load_settings
@@ -26,6 +35,12 @@ from streams.topics import TopicNames
 from streams.worker import prepare_topics
 
 DEFAULT_RATES = (0.0, 10.0, 100.0, 500.0)
+COLUMNS = {  # header: the key of the cores in a row
+    "worker": "worker_cpu_cores",  # with its trainer and ledger writer
+    "broker": "broker_cpu_cores",
+    "bench": "bench_cpu_cores",  # this process: the load and the alert reader
+    "machine": "machine_busy_cores",
+}
 
 
 def load_curve(rates: list[float], seconds: float, log_dir: Path) -> list[dict[str, Any]]:
@@ -43,7 +58,9 @@ def load_curve(rates: list[float], seconds: float, log_dir: Path) -> list[dict[s
             topic = TopicNames.of(run_settings).events
             with WorkerProcess(broker.url, env, log_dir / "worker.log") as worker:
                 warm_up(broker.url, topic, prefix, reader)
-                offer = partial(_offer, broker.url, topic, reader, worker.pid or 0, seconds)
+                settle(worker.pid or 0)
+                readers = cpu_readers(worker.pid or 0, broker.pid)
+                offer = partial(_offer, broker.url, topic, reader, readers, seconds)
                 return [offer(f"{prefix}-{step}", rate) for step, rate in enumerate(rates)]
     finally:
         reader.close()
@@ -51,19 +68,21 @@ def load_curve(rates: list[float], seconds: float, log_dir: Path) -> list[dict[s
 
 
 def _offer(
-    url: str, topic: str, reader: AlertReader, pid: int, seconds: float, tag: str, rate: float
-) -> dict[str, Any]:
-    """The worker's CPU in cores, and the latency, while ``rate`` events/s are offered."""
-    started, cpu = time.monotonic(), cpu_seconds(pid)
+    url: str, topic: str, reader: AlertReader, readers: Mapping[str, Callable[[], float]],
+    seconds: float, tag: str, rate: float,
+) -> dict[str, Any]:  # fmt: skip
+    """The cores used, and the latency, while ``rate`` events/s are offered."""
+    meter = CoresMeter(readers)
     latency: dict[str, Any] = {}
     if rate > 0:
         latency = measure_latency(url, topic, tag, rate, seconds, reader)
     else:
         time.sleep(seconds)
-    cores = (cpu_seconds(pid) - cpu) / (time.monotonic() - started)
-    return {"rate_per_s": rate, "worker_cpu_cores": cores} | {
-        key: latency.get(key) for key in ("p50_ms", "p99_ms")
-    }
+    return (
+        {"rate_per_s": rate}
+        | meter.cores()
+        | {key: latency.get(key) for key in ("p50_ms", "p99_ms")}
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per rate")
     args = parser.parse_args(argv)
     log_dir = Path(tempfile.mkdtemp(prefix="duoli-curve-"))
-    print(f"events/s  worker cores  p50 ms  p99 ms   (logs in {log_dir})")
+    print(f"cores used per offered load (logs in {log_dir})")
+    print(f"{'events/s':>8}{''.join(f'{name:>9}' for name in COLUMNS)}  p50 ms  p99 ms")
     for row in load_curve(args.rates, args.seconds, log_dir):
+        cores = "".join(f"{row[key]:>9.2f}" for key in COLUMNS.values())
         latency = "  ".join(
             f"{row[key]:>6}" if row[key] is not None else "     -" for key in ("p50_ms", "p99_ms")
         )
-        print(f"{row['rate_per_s']:>8.0f}  {row['worker_cpu_cores']:>12.2f}  {latency}")
+        print(f"{row['rate_per_s']:>8.0f}{cores}  {latency}")
     return 0
 
 
