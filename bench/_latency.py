@@ -44,7 +44,9 @@ with warnings.catch_warnings():
 __all__ = [
     "BENCH_RULES",
     "AlertReader",
+    "AlertingWorker",
     "Stamps",
+    "alerting_worker",
     "cpu_readers",
     "latency_section",
     "measure_latency",
@@ -253,15 +255,31 @@ def settle(worker_pid: int, timeout: float = READY_TIMEOUT) -> float:
     return time.monotonic() - started
 
 
-def pipeline_latency(
-    url: str, settings: Settings, rate: float, seconds: float, log_dir: Path,
-    broker_pid: int | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """The latency, and the cores used meanwhile: by the worker (with its writers), by the
-    broker when its pid is known, by this process (the load and the alert reader), and by
-    the whole machine."""
-    prefix = fresh_prefix("lat")
-    rules = log_dir / "bench-rules.yaml"
+@dataclass(frozen=True)
+class AlertingWorker:
+    """A worker ready to be measured: every transaction it scores raises an alert, which
+    ``reader`` sees in Redis."""
+
+    process: WorkerProcess
+    topic: str
+    prefix: str
+    reader: AlertReader
+    ready_after_s: float
+    settled_after_s: float
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid or 0
+
+
+@contextmanager
+def alerting_worker(
+    url: str, settings: Settings, log_path: Path, tag: str
+) -> Iterator[AlertingWorker]:
+    """A worker with its own topics and Redis keys, warmed up and settled; its topics'
+    Redis keys are deleted after."""
+    prefix = fresh_prefix(tag)
+    rules = log_path.parent / "bench-rules.yaml"
     rules.write_text(BENCH_RULES)
     run_settings = settings.model_copy(update={"topic_prefix": prefix})
     prepare_topics(run_settings, url)
@@ -269,18 +287,32 @@ def pipeline_latency(
     env = worker_env(prefix, settings.redis_url, DUOLI_RULES_PATH=str(rules))
     reader = AlertReader(settings.redis_url, f"{prefix}:alerts")
     try:
-        with WorkerProcess(url, env, log_dir / "latency-worker.log") as worker:
+        with WorkerProcess(url, env, log_path) as worker:
             ready = warm_up(url, topic, prefix, reader)
             settled = settle(worker.pid or 0)
-            meter = CoresMeter(cpu_readers(worker.pid or 0, broker_pid))
-            summary = measure_latency(url, topic, prefix, rate, seconds, reader)
-            cores = meter.cores()
-            if not worker.alive():
-                raise RuntimeError("the latency worker exited; see its log")
+            yield AlertingWorker(worker, topic, prefix, reader, ready, settled)
     finally:
         reader.close()
         delete_redis_prefix(settings.redis_url, [prefix])
-    timing = {"ready_after_s": round(ready, 1), "settled_after_s": round(settled, 1)}
+
+
+def pipeline_latency(
+    url: str, settings: Settings, rate: float, seconds: float, log_dir: Path,
+    broker_pid: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The latency, and the cores used meanwhile: by the worker (with its writers), by the
+    broker when its pid is known, by this process (the load and the alert reader), and by
+    the whole machine."""
+    with alerting_worker(url, settings, log_dir / "latency-worker.log", "lat") as worker:
+        meter = CoresMeter(cpu_readers(worker.pid, broker_pid))
+        summary = measure_latency(url, worker.topic, worker.prefix, rate, seconds, worker.reader)
+        cores = meter.cores()
+        if not worker.process.alive():
+            raise RuntimeError("the latency worker exited; see its log")
+    timing = {
+        "ready_after_s": round(worker.ready_after_s, 1),
+        "settled_after_s": round(worker.settled_after_s, 1),
+    }
     return summary | timing | cores
 
 

@@ -19,20 +19,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench._kafka import CoresMeter, delete_redis_prefix, fresh_prefix, worker_env
-from bench._latency import (
-    BENCH_RULES,
-    AlertReader,
-    cpu_readers,
-    measure_latency,
-    settle,
-    warm_up,
-)
+from bench._kafka import CoresMeter
+from bench._latency import AlertReader, alerting_worker, cpu_readers, measure_latency
 from connectors.broker import EmbeddedBroker
-from duoli.processes import WorkerProcess
 from duoli.settings import load_settings
-from streams.topics import TopicNames
-from streams.worker import prepare_topics
 
 DEFAULT_RATES = (0.0, 10.0, 100.0, 500.0)
 COLUMNS = {  # header: the key of the cores in a row
@@ -46,25 +36,13 @@ COLUMNS = {  # header: the key of the cores in a row
 def load_curve(rates: list[float], seconds: float, log_dir: Path) -> list[dict[str, Any]]:
     """One row per rate, in order, from one worker that stays up between them."""
     settings = load_settings().model_copy(update={"kafka_url": None})
-    prefix = fresh_prefix("curve")
-    rules = log_dir / "bench-rules.yaml"
-    rules.write_text(BENCH_RULES)
-    run_settings = settings.model_copy(update={"topic_prefix": prefix})
-    env = worker_env(prefix, settings.redis_url, DUOLI_RULES_PATH=str(rules))
-    reader = AlertReader(settings.redis_url, f"{prefix}:alerts")
-    try:
-        with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
-            prepare_topics(run_settings, broker.url)
-            topic = TopicNames.of(run_settings).events
-            with WorkerProcess(broker.url, env, log_dir / "worker.log") as worker:
-                warm_up(broker.url, topic, prefix, reader)
-                settle(worker.pid or 0)
-                readers = cpu_readers(worker.pid or 0, broker.pid)
-                offer = partial(_offer, broker.url, topic, reader, readers, seconds)
-                return [offer(f"{prefix}-{step}", rate) for step, rate in enumerate(rates)]
-    finally:
-        reader.close()
-        delete_redis_prefix(settings.redis_url, [prefix])
+    with (
+        EmbeddedBroker(log_path=log_dir / "tansu.log") as broker,
+        alerting_worker(broker.url, settings, log_dir / "worker.log", "curve") as worker,
+    ):
+        readers = cpu_readers(worker.pid, broker.pid)
+        offer = partial(_offer, broker.url, worker.topic, worker.reader, readers, seconds)
+        return [offer(f"{worker.prefix}-{step}", rate) for step, rate in enumerate(rates)]
 
 
 def _offer(
