@@ -81,6 +81,11 @@ FEATURES: dict[str, str] = {
     "merchant_amount_1d": "the merchant's volume in yuan, all accounts, yesterday",
     "merchant_tx_count_30d": "the merchant's transactions, all accounts, 30 days before today",
     "merchant_amount_30d": "the merchant's volume in yuan, all accounts, 30 days before today",
+    "merchant_excess_3d": (
+        "how far purchases at the merchant lay above each account's usual amounts, in spreads,"
+        " on average over the 3 days before today (as if 3 more sales were ordinary ones)"
+    ),
+    "merchant_excess_7d": "the same over the 7 days before today",
     "confirmed_frauds": "fraud labels the account has received, ever",
     "days_since_confirmed_fraud": "days since the account's last fraud label (-1 if none)",
 }

@@ -38,7 +38,7 @@ from duoli.events import (
     Transaction,
 )
 from duoli.features import account_features, repayment_features, transaction_features
-from duoli.merchant import MerchantFact
+from duoli.merchant import MerchantFact, excess
 from duoli.policy import Policy, load_policy
 from duoli.rule_stats import RuleActivity
 from duoli.scoring import (
@@ -246,7 +246,10 @@ class AccountEngine:
         by_rules = rules_score(hit for hit in hits if hit.mode == "active" and hit.kind == "fraud")
         outcome.rule_activity = _activity(event.at, hits, snoozed, evaluation, transaction=True)
         day = day_of(max(state.latest_at, event.at))
-        outcome.merchant_facts.append(MerchantFact(event.merchant_id, day, event.amount))
+        sale = MerchantFact(
+            event.merchant_id, day, event.amount, excess=excess(event.kind, facts["amount_zscore"])
+        )
+        outcome.merchant_facts.append(sale)
         if self.rules_only:
             state.remember_score(by_rules, event.at)
             return hits

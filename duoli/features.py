@@ -40,6 +40,8 @@ _EMPTY_MERCHANT = {
     "merchant_amount_1d": 0.0,
     "merchant_tx_count_30d": 0,
     "merchant_amount_30d": 0.0,
+    "merchant_excess_3d": 0.0,
+    "merchant_excess_7d": 0.0,
 }
 
 

@@ -1,4 +1,5 @@
-"""Merchant-level aggregates: volume and confirmed frauds, in event-time day buckets. Pure.
+"""Merchant-level aggregates: volume, amounts and confirmed frauds, in event-time day
+buckets. Pure.
 
 Account and merchant live on different partitions. The account side forwards a
 ``MerchantFact`` for each transaction and label; the merchant side adds it to the bucket
@@ -17,6 +18,9 @@ replay gives the same figures as live traffic.
 [1, 0]
 >>> [merchant_features(buckets, today)["merchant_frauds_7d"] for today in (108, 109)]
 [1, 0]
+>>> add_fact(buckets, MerchantFact("m1", day=100, amount=80.0, excess=2.0))
+>>> [merchant_features(buckets, today)["merchant_excess_3d"] for today in (101, 103, 104)]
+[0.4, 0.4, 0.0]
 """
 
 from __future__ import annotations
@@ -27,45 +31,72 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "EMPTY_BUCKET",
     "MerchantFact",
     "add_bucket",
     "add_fact",
     "as_bucket",
     "decode_buckets",
     "encode_buckets",
+    "excess",
     "merchant_features",
 ]
 
-Buckets = dict[int, list[float]]  # day -> [transactions, amount, labelled, frauds]
+Buckets = dict[int, list[float]]  # day -> [transactions, amount, labelled, frauds, excess]
+EMPTY_BUCKET = (0, 0.0, 0, 0, 0.0)
 VOLUME_DAYS = 7
 LABEL_DAYS = 30
 KEEP_DAYS = LABEL_DAYS + 1
+EXCESS_DAYS = 3  # a leak shows in a few days' sales; one day of a small merchant is noise
+EXCESS_PRIOR_TX = 3  # a mean excess counts that many ordinary sales too
+EXCESS_CAP = 4.0  # one sale moves its merchant's excess by at most this many spreads
 
 
 @dataclass(frozen=True, slots=True)
 class MerchantFact:
-    """One transaction (label None) or one label at a merchant, dated by event-time day."""
+    """One transaction (label None) or one label at a merchant, dated by event-time day.
+
+    ``excess`` is how far a purchase's amount lies above its account's usual ones, in
+    spreads: a merchant whose customers all pay more than usual is overcharging, or being
+    used with stolen credentials, days before any label says so.
+    """
 
     merchant_id: str
     day: int
     amount: float = 0.0
     label: bool | None = None
+    excess: float = 0.0
+
+
+def excess(kind: str, amount_zscore: float) -> float:
+    """What a sale adds to its merchant's excess: a purchase's amount z-score against the
+    account's usual amounts, if positive, capped so one sale cannot make a day. Cash and
+    loan draws add 0: they are larger than an account's purchases by nature."""
+    if kind != "purchase" or amount_zscore != amount_zscore:
+        return 0.0
+    return min(max(amount_zscore, 0.0), EXCESS_CAP)
 
 
 def as_bucket(fact: MerchantFact) -> list[float]:
-    """The fact as a bucket increment: [transactions, amount, labelled, frauds]."""
+    """The fact as a bucket increment: [transactions, amount, labelled, frauds, excess]."""
     if fact.label is None:
-        return [1, fact.amount, 0, 0]
-    return [0, 0.0, 1, int(fact.label)]
+        return [1, fact.amount, 0, 0, fact.excess]
+    return [0, 0.0, 1, int(fact.label), 0.0]
 
 
 def add_bucket(buckets: Buckets, day: int, increment: list[float]) -> None:
     """Add an increment (one fact, or a batch's tally) to its day; forget days too old."""
-    bucket = buckets.setdefault(day, [0, 0.0, 0, 0])
+    bucket = buckets[day] = _bucket(buckets, day)
     for index, value in enumerate(increment):
         bucket[index] += value
     for old in [old for old in buckets if old < day - KEEP_DAYS]:
         del buckets[old]
+
+
+def _bucket(buckets: Buckets, day: int) -> list[float]:
+    """A day's bucket, all zeros if none; one stored before a field was added reads it as 0."""
+    bucket = buckets.get(day, ())
+    return [*bucket, *EMPTY_BUCKET[len(bucket) :]]
 
 
 def add_fact(buckets: Buckets, fact: MerchantFact) -> None:
@@ -74,12 +105,15 @@ def add_fact(buckets: Buckets, fact: MerchantFact) -> None:
 
 def merchant_features(buckets: Buckets, today: int) -> dict[str, Any]:
     """The catalog's merchant features as of the start of ``today``."""
-    volume = [b for day, b in buckets.items() if today - VOLUME_DAYS <= day < today]
-    month = [b for day, b in buckets.items() if today - LABEL_DAYS <= day < today]
+
+    def last(days: int) -> list[list[float]]:
+        return [_bucket(buckets, day) for day in range(today - days, today)]
+
+    volume, month, recent = last(VOLUME_DAYS), last(LABEL_DAYS), last(EXCESS_DAYS)
     labelled = int(sum(b[2] for b in month))
     frauds = int(sum(b[3] for b in month))
     week = int(sum(b[3] for b in volume))
-    yesterday = buckets.get(today - 1, (0, 0.0, 0, 0))
+    yesterday = volume[-1]
     return {
         "merchant_tx_count_7d": int(sum(b[0] for b in volume)),
         "merchant_amount_7d": round(sum(b[1] for b in volume), 2),
@@ -92,7 +126,16 @@ def merchant_features(buckets: Buckets, today: int) -> dict[str, Any]:
         "merchant_amount_1d": round(yesterday[1], 2),
         "merchant_tx_count_30d": int(sum(b[0] for b in month)),
         "merchant_amount_30d": round(sum(b[1] for b in month), 2),
+        "merchant_excess_3d": _mean_excess(recent),
+        "merchant_excess_7d": _mean_excess(volume),
     }
+
+
+def _mean_excess(days: list[list[float]]) -> float:
+    """The mean excess of the days' sales, as if a few ordinary sales (excess 0) were
+    added: a quiet merchant is not judged on one sale."""
+    sales, excess_sum = sum(day[0] for day in days), sum(day[4] for day in days)
+    return round(excess_sum / (sales + EXCESS_PRIOR_TX), 4)
 
 
 def encode_buckets(buckets: Buckets) -> str:

@@ -245,6 +245,20 @@ REASONS: dict[str, Reason] = {
             f"{_times(x, 'merchant_amount_drift')} its 30-day average"
         ),
     ),
+    "merchant_excess_3d": Reason(
+        "MERCHANT_AMOUNTS_HIGH",
+        lambda x: (
+            "in the last 3 days the merchant's customers paid "
+            f"{_value(x, 'merchant_excess_3d'):.1f} spreads above their usual amounts, on average"
+        ),
+    ),
+    "merchant_excess_7d": Reason(
+        "MERCHANT_AMOUNTS_HIGH",
+        lambda x: (
+            "in the last 7 days the merchant's customers paid "
+            f"{_value(x, 'merchant_excess_7d'):.1f} spreads above their usual amounts, on average"
+        ),
+    ),
     "account_frauds": Reason(
         "ACCOUNT_FRAUDS",
         lambda x: f"the account has {_count(x, 'account_frauds')} confirmed frauds",

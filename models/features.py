@@ -290,6 +290,8 @@ FRAUD_INPUTS: tuple[Input, ...] = (
     *_SHARED,
     Input("merchant_volume", _count("merchant_tx_count_7d"), 0.0, 12.0),
     Input("merchant_amount_drift", _merchant_drift, -3.0, 3.0),
+    Input("merchant_excess_3d", _plain("merchant_excess_3d"), 0.0, 4.0),
+    Input("merchant_excess_7d", _plain("merchant_excess_7d"), 0.0, 4.0),
     Input("merchant_frauds", _count("merchant_frauds_30d"), 0.0, 7.0, monotone=1),
     _fraud_rate_input("merchant_fraud_rate", "merchant_frauds_30d", 30),
     Input("merchant_fraud_share", _plain("merchant_fraud_share"), 0.0, 1.0, monotone=1),

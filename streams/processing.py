@@ -26,7 +26,14 @@ from duoli.account import AccountState
 from duoli.engine import AccountEngine, Outcome, day_of
 from duoli.errors import InvalidEvent
 from duoli.events import Event, Transaction, parse_event
-from duoli.merchant import add_bucket, as_bucket, decode_buckets, encode_buckets, merchant_features
+from duoli.merchant import (
+    EMPTY_BUCKET,
+    add_bucket,
+    as_bucket,
+    decode_buckets,
+    encode_buckets,
+    merchant_features,
+)
 from duoli.metrics import Tally
 from duoli.rule_stats import CLOCKS_KEY, clock_fields
 from duoli.rule_stats import record as record_rule_activity
@@ -373,7 +380,7 @@ class AccountProcessor:
         for decision in outcome.decisions:
             batch.send(self.topics.names.decisions, key, decision, partition)
         for fact in outcome.merchant_facts:
-            tally = self.tallies.setdefault((fact.merchant_id, fact.day), [0, 0.0, 0, 0])
+            tally = self.tallies.setdefault((fact.merchant_id, fact.day), list(EMPTY_BUCKET))
             for index, value in enumerate(as_bucket(fact)):
                 tally[index] += value
         if outcome.account is not None:

@@ -1,6 +1,15 @@
 from __future__ import annotations
 
-from duoli.merchant import MerchantFact, add_fact, decode_buckets, encode_buckets, merchant_features
+import math
+
+from duoli.merchant import (
+    MerchantFact,
+    add_fact,
+    decode_buckets,
+    encode_buckets,
+    excess,
+    merchant_features,
+)
 
 
 def test_only_days_before_today_count():
@@ -27,3 +36,28 @@ def test_old_buckets_are_forgotten_and_the_redis_form_round_trips():
     add_fact(buckets, MerchantFact("m", 100, amount=5.0))
     assert list(buckets) == [100]
     assert decode_buckets(encode_buckets(buckets)) == buckets
+
+
+def test_excess_counts_purchases_above_their_accounts_norm_only():
+    assert excess("purchase", 2.5) == 2.5
+    assert excess("purchase", -1.0) == 0.0  # a cheap purchase does not cancel a dear one
+    assert excess("purchase", 50.0) == 4.0  # one sale cannot make a day
+    assert excess("purchase", math.nan) == 0.0
+    assert excess("cash_withdrawal", 3.0) == excess("loan_drawdown", 3.0) == 0.0
+
+
+def test_mean_excess_covers_three_and_seven_days_and_damps_a_quiet_merchant():
+    buckets: dict = {}
+    for day in (93, 98, 99):
+        add_fact(buckets, MerchantFact("m", day, amount=10.0, excess=3.0))
+    facts = merchant_features(buckets, today=100)
+    assert facts["merchant_excess_3d"] == round(6.0 / (2 + 3), 4)  # 3 ordinary sales added
+    assert facts["merchant_excess_7d"] == round(9.0 / (3 + 3), 4)
+
+
+def test_a_bucket_stored_before_excess_existed_reads_its_excess_as_zero():
+    buckets = decode_buckets('{"99": [4, 100.0, 1, 1]}')  # as a worker of an earlier version wrote
+    add_fact(buckets, MerchantFact("m", 99, amount=10.0, excess=2.0))
+    assert buckets[99] == [5, 110.0, 1, 1, 2.0]
+    facts = merchant_features(decode_buckets('{"99": [4, 100.0, 1, 1]}'), today=100)
+    assert (facts["merchant_tx_count_1d"], facts["merchant_excess_3d"]) == (4, 0.0)

@@ -84,6 +84,8 @@ NEUTRAL: Facts = {
     "merchant_amount_1d": 0.0,
     "merchant_tx_count_30d": 0,
     "merchant_amount_30d": 0.0,
+    "merchant_excess_3d": 0.0,
+    "merchant_excess_7d": 0.0,
     "confirmed_frauds": 0,
     "days_since_confirmed_fraud": -1.0,
 }

@@ -179,6 +179,8 @@ def test_an_unknown_merchant_has_empty_features(store: FakeStore) -> None:
         "merchant_amount_1d": 0.0,
         "merchant_tx_count_30d": 0,
         "merchant_amount_30d": 0.0,
+        "merchant_excess_3d": 0.0,
+        "merchant_excess_7d": 0.0,
     }
 
 
