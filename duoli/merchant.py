@@ -105,11 +105,8 @@ def add_fact(buckets: Buckets, fact: MerchantFact) -> None:
 
 def merchant_features(buckets: Buckets, today: int) -> dict[str, Any]:
     """The catalog's merchant features as of the start of ``today``."""
-
-    def last(days: int) -> list[list[float]]:
-        return [_bucket(buckets, day) for day in range(today - days, today)]
-
-    volume, month, recent = last(VOLUME_DAYS), last(LABEL_DAYS), last(EXCESS_DAYS)
+    month = [_bucket(buckets, day) for day in range(today - LABEL_DAYS, today)]
+    volume, recent = month[-VOLUME_DAYS:], month[-EXCESS_DAYS:]
     labelled = int(sum(b[2] for b in month))
     frauds = int(sum(b[3] for b in month))
     week = int(sum(b[3] for b in volume))

@@ -84,6 +84,17 @@ def _age(x: Inputs) -> str:
     return f"the credit line is {math.expm1(_value(x, 'account_age')):.0f} days old"
 
 
+def _merchant_excess_reason(days: int) -> Reason:
+    name = f"merchant_excess_{days}d"
+    return Reason(
+        "MERCHANT_AMOUNTS_HIGH",
+        lambda x: (
+            f"in the last {days} days the merchant's customers paid "
+            f"{_value(x, name):.1f} spreads above their usual amounts, on average"
+        ),
+    )
+
+
 REASONS: dict[str, Reason] = {
     "rules_score": Reason(
         "RULES_HIT", lambda x: f"analysts' active rules scored it {_value(x, 'rules_score'):.2f}"
@@ -245,20 +256,8 @@ REASONS: dict[str, Reason] = {
             f"{_times(x, 'merchant_amount_drift')} its 30-day average"
         ),
     ),
-    "merchant_excess_3d": Reason(
-        "MERCHANT_AMOUNTS_HIGH",
-        lambda x: (
-            "in the last 3 days the merchant's customers paid "
-            f"{_value(x, 'merchant_excess_3d'):.1f} spreads above their usual amounts, on average"
-        ),
-    ),
-    "merchant_excess_7d": Reason(
-        "MERCHANT_AMOUNTS_HIGH",
-        lambda x: (
-            "in the last 7 days the merchant's customers paid "
-            f"{_value(x, 'merchant_excess_7d'):.1f} spreads above their usual amounts, on average"
-        ),
-    ),
+    "merchant_excess_3d": _merchant_excess_reason(3),
+    "merchant_excess_7d": _merchant_excess_reason(7),
     "account_frauds": Reason(
         "ACCOUNT_FRAUDS",
         lambda x: f"the account has {_count(x, 'account_frauds')} confirmed frauds",
