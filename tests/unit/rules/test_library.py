@@ -210,28 +210,71 @@ CASES: dict[str, tuple[str, list[Facts], list[Facts]]] = {
     "fresh-account-cash-out": (
         "transaction",
         [
-            {"kind": "cash_withdrawal", "account_age_days": 6, "amount": 1000.0},
-            {"kind": "loan_drawdown", "account_age_days": 0, "amount": 1500.0},
+            {"kind": "cash_withdrawal", "account_age_days": 6, "amount": 4000.0},
+            {
+                "kind": "loan_drawdown",
+                "account_age_days": 0,
+                "amount": 1000.0,
+                "credit_limit": 2000.0,
+            },
         ],
         [
-            {"kind": "purchase", "account_age_days": 1, "amount": 1500.0},
-            {"kind": "cash_withdrawal", "account_age_days": 7, "amount": 1500.0},
-            {"kind": "cash_withdrawal", "account_age_days": 1, "amount": 999.0},
-            {"kind": "loan_drawdown", "account_age_days": 0, "amount": 1500.0, "is_opened": False},
+            {"kind": "purchase", "account_age_days": 1, "amount": 5000.0},
+            {"kind": "cash_withdrawal", "account_age_days": 7, "amount": 5000.0},
+            {"kind": "cash_withdrawal", "account_age_days": 1, "amount": 3999.0},
+            {
+                "kind": "loan_drawdown",
+                "account_age_days": 0,
+                "amount": 999.0,
+                "credit_limit": 1000.0,
+            },
+            {"kind": "loan_drawdown", "account_age_days": 0, "amount": 5000.0, "is_opened": False},
         ],
     ),
     "high-risk-merchant": (
         "transaction",
-        [{"merchant_labelled_30d": 4, "merchant_frauds_30d": 2, "merchant_fraud_share": 0.5}],
+        [
+            {
+                "merchant_labelled_30d": 6,
+                "merchant_frauds_30d": 3,
+                "merchant_fraud_share": 0.5,
+                "merchant_tx_count_30d": 300,
+            },
+            {
+                "kind": "cash_withdrawal",
+                "merchant_labelled_30d": 3,
+                "merchant_frauds_30d": 3,
+                "merchant_fraud_share": 1.0,
+            },
+        ],
         [
             {"merchant_labelled_30d": 2, "merchant_frauds_30d": 2, "merchant_fraud_share": 1.0},
             {"merchant_labelled_30d": 10, "merchant_frauds_30d": 4, "merchant_fraud_share": 0.4},
+            {
+                "merchant_labelled_30d": 3,
+                "merchant_frauds_30d": 3,
+                "merchant_fraud_share": 1.0,
+                "merchant_tx_count_30d": 301,
+            },
+            {
+                "kind": "loan_drawdown",
+                "merchant_labelled_30d": 3,
+                "merchant_frauds_30d": 3,
+                "merchant_fraud_share": 1.0,
+            },
         ],
     ),
     "merchant-fraud-cluster": (
         "transaction",
-        [{"merchant_labelled_30d": 40, "merchant_frauds_30d": 5, "merchant_fraud_share": 0.125}],
-        [{"merchant_labelled_30d": 40, "merchant_frauds_30d": 4, "merchant_fraud_share": 0.1}],
+        [
+            {"merchant_labelled_30d": 40, "merchant_frauds_30d": 5, "merchant_fraud_share": 0.125},
+            {"merchant_frauds_30d": 5, "merchant_tx_count_30d": 1000},
+        ],
+        [
+            {"merchant_labelled_30d": 40, "merchant_frauds_30d": 4, "merchant_fraud_share": 0.1},
+            {"merchant_frauds_30d": 5, "merchant_tx_count_30d": 1001},
+            {"kind": "loan_drawdown", "merchant_frauds_30d": 9},
+        ],
     ),
     "new-risky-merchant-large": (
         "transaction",
