@@ -40,6 +40,9 @@ FEATURES: dict[str, str] = {
     "small_tx_count_24h": "transactions under 20 yuan in the last 24h",
     "cash_withdrawal_count_24h": "cash withdrawals in the last 24h, this one included",
     "cash_withdrawal_sum_24h": "yuan withdrawn as cash in the last 24h, this one included",
+    "cash_out_sum_7d": (
+        "yuan withdrawn as cash or drawn down to the wallet in the last 7 days, this one included"
+    ),
     "typical_amount": (
         "the account's typical amount (geometric moving mean, which one outsized amount "
         "moves only a clipped step), 0 before any"

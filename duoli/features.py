@@ -144,6 +144,7 @@ def _window_features(state: AccountState, event: Transaction) -> dict[str, Any]:
     small = [int(amount < SMALL_AMOUNT)] * 2
     is_cash = event.kind == "cash_withdrawal"
     cash = [int(is_cash), amount if is_cash else 0.0]
+    cash_out = 0.0 if event.kind == "purchase" else amount  # cash and draw-downs, 7 days
     previous = -math.inf
     history = zip(
         state.tx_times, state.tx_amounts, state.tx_kinds,
@@ -161,6 +162,8 @@ def _window_features(state: AccountState, event: Transaction) -> dict[str, Any]:
         merchants[window].add(past_merchant)
         devices[window].add(past_device)
         cities[window].add(past_city)
+        if window < 3 and kind:
+            cash_out += past_amount
         if window < 2:
             if past_amount < SMALL_AMOUNT:
                 small[1] += 1
@@ -177,6 +180,7 @@ def _window_features(state: AccountState, event: Transaction) -> dict[str, Any]:
             "small_tx_count_24h": small[1],
             "cash_withdrawal_count_24h": cash[0],
             "cash_withdrawal_sum_24h": cash[1],
+            "cash_out_sum_7d": cash_out,
             "seconds_since_prev_tx": now - previous if has_history else math.inf,
             "is_new_device": has_history and bool(device) and device not in seen_devices,
             "is_new_city": has_history and bool(city) and city not in seen_cities,
@@ -251,6 +255,7 @@ _WINDOW_NAMES = [
     "small_tx_count_24h",
     "cash_withdrawal_count_24h",
     "cash_withdrawal_sum_24h",
+    "cash_out_sum_7d",
     "is_new_device",
     "is_new_city",
     "is_new_merchant",

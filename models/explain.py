@@ -191,6 +191,13 @@ REASONS: dict[str, Reason] = {
     "loan_drawdown": Reason(
         "LOAN_DRAWDOWN", _flag("loan_drawdown", "a loan draw-down", "not a loan draw-down")
     ),
+    "cash_out_7d_to_limit": Reason(
+        "LINE_CASHED_OUT_7D",
+        lambda x: (
+            f"{_log_share(x, 'cash_out_7d_to_limit')} of the credit line"
+            " taken as cash or draw-downs in 7 days"
+        ),
+    ),
     "cash_24h": Reason(
         "CASH_VOLUME_24H", lambda x: f"{_yuan(x, 'cash_24h')} withdrawn as cash in 24 hours"
     ),

@@ -176,6 +176,12 @@ def _amount_to_available(facts: Facts) -> float:
     return _log_share(_num(facts, "amount"), max(available, 1.0))
 
 
+def _cash_out_to_limit(facts: Facts) -> float:
+    """Cash and draw-downs of the last 7 days against the limit: how much of the line left
+    as money; reads as 1 in 10,000 when none did."""
+    return _log_share(max(_num(facts, "cash_out_sum_7d"), 1e-4), _num(facts, "credit_limit"))
+
+
 def _spend_vs_typical(facts: Facts) -> float:
     """Yuan spent in 24 h against the account's typical amount (0 without history)."""
     typical = _num(facts, "typical_amount")
@@ -284,6 +290,7 @@ FRAUD_INPUTS: tuple[Input, ...] = (
     Input("cash_withdrawal", _kind_is("cash_withdrawal"), 0.0, 1.0),
     Input("loan_drawdown", _kind_is("loan_drawdown"), 0.0, 1.0),
     Input("cash_24h", _count("cash_withdrawal_sum_24h"), 0.0, 13.0),
+    Input("cash_out_7d_to_limit", _cash_out_to_limit, -4.0, 0.5, neutral=-4.0),
     Input("utilisation_after", _plain("utilisation_after"), 0.0, 1.5),
     Input("hour_sin", _hour(math.sin), -1.0, 1.0),
     Input("hour_cos", _hour(math.cos), -1.0, 1.0),

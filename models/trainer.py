@@ -60,7 +60,7 @@ __all__ = [
 
 DAY = 86_400.0
 DEFAULT_MONTH = 30 * DAY
-CHECKPOINT_FORMAT = 7  # raise it whenever a model's pickled layout changes
+CHECKPOINT_FORMAT = 8  # raise it whenever a model's pickled layout changes
 
 log = logging.getLogger(__name__)
 

@@ -111,6 +111,21 @@ def test_card_testing_and_cash_counters(parsed):
     assert (facts["cash_withdrawal_count_24h"], facts["cash_withdrawal_sum_24h"]) == (3, 1900.0)
 
 
+def test_cash_out_counts_cash_and_draw_downs_of_seven_days(parsed):
+    history = [
+        parsed("transaction", days=0, amount=700.0, kind="loan_drawdown"),  # 8 days before
+        parsed("transaction", days=3, amount=900.0, kind="purchase"),
+        parsed("transaction", days=4, amount=300.0, kind="cash_withdrawal"),
+        parsed("transaction", days=6, amount=1000.0, kind="loan_drawdown"),
+    ]
+    state = replay(fresh(), history)
+    draw = transaction_features(
+        state, parsed("transaction", days=8, amount=50.0, kind="loan_drawdown")
+    )
+    buy = transaction_features(state, parsed("transaction", days=8, amount=50.0))
+    assert (draw["cash_out_sum_7d"], buy["cash_out_sum_7d"]) == (1350.0, 1300.0)
+
+
 def test_utilisation_before_and_after(parsed):
     state = replay(
         fresh(),

@@ -97,6 +97,16 @@ def test_amount_inputs_grow_with_the_amount_against_the_account_norm(parsed):
     assert usual["amount_ratio"] == pytest.approx(0.0, abs=1e-9)
 
 
+def test_cash_out_reads_as_a_share_of_the_line_and_as_none_without_a_line():
+    def share(**facts: float) -> float:
+        return fraud_inputs(facts, 0.0)["cash_out_7d_to_limit"]
+
+    assert share(cash_out_sum_7d=2500.0, credit_limit=5000.0) == pytest.approx(math.log10(0.5))
+    assert share(cash_out_sum_7d=0.0, credit_limit=5000.0) == -4.0
+    assert share(cash_out_sum_7d=2500.0) == share() == -4.0  # a book without credit lines
+    assert share(cash_out_sum_7d=9e9, credit_limit=5000.0) == 0.5
+
+
 def test_merchant_fraud_rate_sets_frauds_against_volume_not_against_labels():
     """Labels may come for frauds only: one fraud at a busy merchant is not a risky merchant."""
     busy: dict = {}

@@ -49,6 +49,7 @@ NEUTRAL: Facts = {
     "small_tx_count_24h": 1,
     "cash_withdrawal_count_24h": 0,
     "cash_withdrawal_sum_24h": 0.0,
+    "cash_out_sum_7d": 0.0,
     "typical_amount": 110.0,
     "amount_ratio": 1.1,
     "amount_zscore": 0.2,
