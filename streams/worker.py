@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from contextlib import ExitStack
 
 import faust
@@ -24,6 +25,9 @@ def prepare_topics(settings: Settings, broker_url: str) -> None:
 def run_worker(settings: Settings, broker_url: str | None = None) -> None:
     """Block running one stream worker until SIGINT/SIGTERM. With no broker URL and no
     ``DUOLI_KAFKA_URL``, an embedded broker is started first and stopped on exit."""
+    # A shell starts a background job with SIGINT ignored, and a child inherits that: until
+    # Faust installs its handlers, the worker would then ignore SIGINT sent while it starts.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with ExitStack() as stack:
         url = broker_url or settings.kafka_url or stack.enter_context(EmbeddedBroker()).url
         prepare_topics(settings, url)

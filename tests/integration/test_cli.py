@@ -21,9 +21,23 @@ def duoli(args: list[str], env: dict[str, str], **options) -> subprocess.Popen[b
     return subprocess.Popen([sys.executable, "-m", "duoli", *args], env=env, **options)
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_worker_starts_an_embedded_broker_and_stops_it_on_exit(isolated_env, stop_signal):
-    worker = duoli(["worker"], isolated_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
+@pytest.mark.parametrize(
+    ("stop_signal", "started_by"),
+    [(signal.SIGINT, None), (signal.SIGTERM, None), (signal.SIGINT, _ignore_sigint)],
+    ids=["sigint", "sigterm", "sigint-to-a-background-job"],
+)
+def test_worker_starts_an_embedded_broker_and_stops_it_on_exit(
+    isolated_env, stop_signal, started_by
+):
+    """The signal comes as soon as the broker is up, while the worker is still starting."""
+    worker = duoli(
+        ["worker"], isolated_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=started_by,
+    )  # fmt: skip
     try:
         assert wait_for(lambda: brokers_under(worker.pid), timeout=30)
         [broker_pid] = brokers_under(worker.pid)
