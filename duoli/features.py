@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from duoli.account import DAY, SPREAD_FLOOR, AccountState
+from duoli.account import DAY, KINDS, SPREAD_FLOOR, AccountState
 from duoli.events import Repayment, Transaction
 
 __all__ = ["WINDOWS", "account_features", "repayment_features", "transaction_features"]
@@ -28,6 +28,7 @@ WEEK = 7 * DAY
 WINDOWS = (("1h", HOUR), ("24h", DAY), ("7d", WEEK), ("30d", 30 * DAY))
 SMALL_AMOUNT = 20.0
 NEW_ENTITY_WINDOW = 30 * DAY
+PURCHASE, CASH_WITHDRAWAL = KINDS.index("purchase"), KINDS.index("cash_withdrawal")  # stored codes
 _EMPTY_MERCHANT = {
     "merchant_tx_count_7d": 0,
     "merchant_amount_7d": 0.0,
@@ -162,13 +163,13 @@ def _window_features(state: AccountState, event: Transaction) -> dict[str, Any]:
         merchants[window].add(past_merchant)
         devices[window].add(past_device)
         cities[window].add(past_city)
-        if window < 3 and kind:
+        if window < 3 and kind != PURCHASE:
             cash_out += past_amount
         if window < 2:
             if past_amount < SMALL_AMOUNT:
                 small[1] += 1
                 small[0] += window == 0
-            if kind == 1:
+            if kind == CASH_WITHDRAWAL:
                 cash[0] += 1
                 cash[1] += past_amount
     facts = _cumulative(counts, sums, merchants, devices, cities, event)
