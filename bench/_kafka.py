@@ -123,10 +123,11 @@ async def _delete(url: str, prefixes: Sequence[str]) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU seconds of a process and of the processes it started that still
-    run, such as a worker's trainer and ledger writer (Linux ``/proc``); NaN elsewhere."""
-    children = [seconds for seconds in map(_own_cpu_seconds, _children(pid)) if seconds >= 0]
-    return _own_cpu_seconds(pid) + sum(children)  # a child that just ended is NaN: not >= 0
+    """User plus system CPU seconds of a process and of the processes it started, and they
+    in turn, that still run: a worker's fork server and the trainer and ledger writer it
+    forked (Linux ``/proc``); NaN elsewhere."""
+    started = [seconds for seconds in map(_own_cpu_seconds, _descendants(pid)) if seconds >= 0]
+    return _own_cpu_seconds(pid) + sum(started)  # a process that just ended is NaN: not >= 0
 
 
 class CoresMeter:
@@ -170,14 +171,14 @@ def _own_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
+def _descendants(pid: int) -> list[int]:
     children: list[int] = []
     for listing in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
             children.extend(map(int, listing.read_text().split()))
         except OSError:  # the thread ended meanwhile
             continue
-    return children
+    return children + [grandchild for child in children for grandchild in _descendants(child)]
 
 
 def sleep_until(moment: float) -> None:

@@ -11,6 +11,11 @@ A writer's reading, work and writing all happen in its own process: on the worke
 event loop they delayed the scoring of every batch (at 500 events/s the worker's main
 thread is saturated). The worker only starts the process, starts it again if it dies,
 and stops it, waiting for it to end, before any other can start.
+
+Writers fork from a server process that the worker starts with its own services, and that
+imports the engine once, while the worker joins its group. A spawned writer imported it
+anew, about 2 s of CPU each, just as the new owner took on its first batches, and on the
+two cores of a small machine that slowed them.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import multiprocessing
 import os
 import signal
 import threading
-import time
 from collections.abc import Coroutine, Mapping, Sequence
+from multiprocessing import forkserver
+from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Any, ClassVar
 
@@ -40,10 +46,12 @@ log = logging.getLogger(__name__)
 
 WATCH_SECONDS = 0.1  # how soon a change of owner, or a dead writer, is acted on
 STOP_SECONDS = 10.0  # a writer asked to stop gets this long, then it is killed
-# A writer that died (a broker gone, say) is started again after this long: each start
-# imports the engine anew, about 2 s of CPU, which must not run in a tight loop.
+# A writer that died (a broker gone, say) is started again after this long, not in a
+# tight loop.
 RESTART_SECONDS = 5.0
-PARENT_CHECK_SECONDS = 1.0
+# What the fork server imports for every writer: the worker's whole application, which
+# imports each writer's module and the engine they share.
+FORK_SERVER_PRELOAD = ["streams.app"]
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as the worker's
 
 
@@ -125,10 +133,9 @@ class ElectedProcess(Service):
             await self._stop_process()
 
     def _start(self) -> BaseProcess:
-        context = multiprocessing.get_context("spawn")  # the worker has threads: no fork
         level = logging.getLogger().getEffectiveLevel()
-        process = context.Process(
-            target=run_writer, args=(self.writer, os.getpid(), level), name=self.writer.role
+        process = _fork_server().Process(
+            target=run_writer, args=(self.writer, level), name=self.writer.role
         )
         process.start()
         log.info("%s process %d started", self.writer.role, process.pid)
@@ -140,6 +147,9 @@ class ElectedProcess(Service):
         if process is not None and process.is_alive():
             process.terminate()
             await asyncio.to_thread(_join_or_kill, process)
+
+    async def on_start(self) -> None:
+        _fork_server()  # now, so that it has imported the engine when a writer starts
 
     async def on_stop(self) -> None:
         await self._stop_process()
@@ -153,11 +163,18 @@ def _join_or_kill(process: BaseProcess) -> None:
         process.join()
 
 
-def run_writer(writer: SingleWriter, parent: int, level: int) -> None:
+def _fork_server() -> ForkServerContext:
+    """Where writers start from, running: the worker has threads, so it must not fork."""
+    forkserver.set_forkserver_preload(FORK_SERVER_PRELOAD)
+    forkserver.ensure_running()  # returns at once; the server imports on its own
+    return multiprocessing.get_context("forkserver")
+
+
+def run_writer(writer: SingleWriter, level: int) -> None:
     """The writer process: runs until SIGTERM (its clients closed), or its worker is gone."""
     logging.basicConfig(level=level, format=LOG_FORMAT)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops it
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    threading.Thread(target=_exit_with_worker, daemon=True).start()
     calm_garbage_collector()
     asyncio.run(_until_terminated(writer.run()))
 
@@ -169,8 +186,10 @@ async def _until_terminated(work: Coroutine[Any, Any, None]) -> None:
         await task
 
 
-def _exit_with(parent: int) -> None:
-    """A worker killed outright cannot stop its writers: each ends when it sees that."""
-    while os.getppid() == parent:
-        time.sleep(PARENT_CHECK_SECONDS)
+def _exit_with_worker() -> None:
+    """A worker killed outright cannot stop its writers: each ends when it sees that (its
+    pipe from the worker closes; the writer's parent is the fork server, not the worker)."""
+    worker = multiprocessing.parent_process()
+    if worker is not None:
+        worker.join()
     os._exit(0)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["brokers_under", "children_of", "command_line", "gone", "running_parents"]
+__all__ = [
+    "brokers_under",
+    "children_of",
+    "command_line",
+    "descendants_of",
+    "gone",
+    "running_parents",
+]
 
 
 def running_parents() -> dict[int, int]:
@@ -24,9 +31,20 @@ def children_of(pid: int | None) -> list[int]:
     return sorted(child for child, parent in running_parents().items() if parent == pid)
 
 
+def descendants_of(pid: int | None) -> list[int]:
+    """Its children, theirs, and so on: a worker's writers are children of its fork server."""
+    parents = running_parents()
+    found: list[int] = []
+    generation = [pid]
+    while generation:
+        generation = [child for child, parent in parents.items() if parent in generation]
+        found += generation
+    return sorted(found)
+
+
 def brokers_under(pid: int | None) -> list[int]:
     """The children of ``pid`` that run the embedded broker (Tansu); a worker's other child,
-    its trainer process, does not count."""
+    the fork server of its writers, does not count."""
     return [child for child in children_of(pid) if "tansu" in command_line(child)]
 
 

@@ -18,7 +18,7 @@ import pytest
 from duoli.processes import WorkerProcess, wait_for
 from duoli.simulate import SimulationConfig, simulate
 from models.learners import fraud_candidates
-from tests.integration.procfs import children_of, gone
+from tests.integration.procfs import descendants_of, gone
 
 pytestmark = pytest.mark.integration
 
@@ -116,7 +116,7 @@ def test_the_trainer_moves_with_its_worker_and_goes_on_from_its_checkpoint(pipel
     before = _status_through(running, "2026-01-12")
 
     owner = _trainer(running.workers)
-    learning = set(children_of(owner.pid))  # the trainer's process, among others
+    learning = set(descendants_of(owner.pid))  # the trainer's process, among others
     owner.kill()  # SIGKILL: no flush, no commit, no last checkpoint
     assert learning and wait_for(lambda: all(map(gone, learning)), timeout=10)
     running.start_worker()
@@ -138,7 +138,7 @@ def test_a_killed_trainer_process_is_started_again_and_learning_goes_on(pipeline
     running.feed_by_day(events[:half])
     [worker] = running.workers
     [learning] = _trainer_processes(worker)
-    assert learning in children_of(worker.pid)
+    assert learning in descendants_of(worker.pid)
     os.kill(learning, signal.SIGKILL)
     running.feed_by_day(events[half:])
 
@@ -167,6 +167,18 @@ def test_after_a_whole_restart_the_models_come_back_and_learning_goes_on(pipelin
     assert _learned_labels(after) == _labels_known_before(events, "2026-01-24T00:00:00Z")
     first_day_after = [r for r in running.scores() if r["occurred_at"].startswith("2026-01-13")]
     assert {r["model_versions"]["fraud"] for r in first_day_after} == {_version("2026-01-12")}
+
+
+def test_a_stopped_worker_leaves_none_of_its_processes_behind(pipeline):
+    """Its writers fork from a server of its own; all of them end with the worker."""
+    running = pipeline(workers=1, **MODELS)
+    [worker] = running.workers
+    assert wait_for(lambda: _trainer_processes(worker), timeout=60)
+    [trainer] = _trainer_processes(worker)
+    started = descendants_of(worker.pid)
+    assert trainer in started and len(started) >= 3  # the server, the trainer, the ledger's
+    worker.stop()
+    assert wait_for(lambda: all(map(gone, started)), timeout=15)
 
 
 def _trainer_processes(worker: WorkerProcess) -> list[int]:

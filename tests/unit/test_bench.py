@@ -9,6 +9,7 @@ import doctest
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -188,13 +189,25 @@ def test_the_cores_meter_divides_each_process_cpu_by_the_time_elapsed() -> None:
     assert 0.5 <= cores["machine_busy_cores"] <= (os.cpu_count() or 1) + 0.05
 
 
-def test_a_process_cpu_counts_the_processes_it_started() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time\nwhile True: pass"])
+SPINNER = "while True: pass"
+# A child that starts a spinning grandchild, tells its pid, and waits.
+STARTER = f"""import subprocess, sys
+spinner = subprocess.Popen([sys.executable, "-c", {SPINNER!r}])
+print(spinner.pid, flush=True)
+spinner.wait()
+"""
+
+
+def test_a_process_cpu_counts_the_processes_it_started_and_theirs() -> None:
+    child = subprocess.Popen([sys.executable, "-c", STARTER], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    grandchild = int(child.stdout.readline())
     try:
         time.sleep(1.0)
         parent_only = time.process_time()
-        with_children = cpu_seconds(os.getpid())
-        assert with_children > parent_only + 0.2  # the spinning child's share
+        with_descendants = cpu_seconds(os.getpid())
+        assert with_descendants > parent_only + 0.5  # the spinning grandchild's share
     finally:
-        child.kill()
+        os.kill(grandchild, signal.SIGKILL)
         child.wait()
+        child.stdout.close()
