@@ -1,4 +1,5 @@
-"""``python -m bench [--quick]``: every measurement in one run, written to bench/results/.
+"""``python -m bench [--quick] [--only NAME ...]``: every measurement (or those named) in one
+run, written to bench/results/.
 
 Exits 0 even when a bar fails (the table and the JSON say FAIL); only a crash of the
 harness itself exits non-zero.
@@ -12,7 +13,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +54,12 @@ QUICK = Sizes(
 )
 
 
+@dataclass(frozen=True)
+class Section:
+    label: str
+    run: Callable[[], dict[str, Any]]
+
+
 def _section(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Run one section; a failure is reported in its place and the others still run."""
     print(f"[bench] {name} ...", flush=True)
@@ -67,53 +74,71 @@ def _section(name: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     return raw
 
 
-def run_all(sizes: Sizes, settings: Settings, log_dir: Path) -> dict[str, dict[str, Any]]:
-    raw = {
-        "rule_eval": _section("rules", rules_section),
-        "backtest": _section("backtest", backtest_section),
-        "model_scoring": _section("model scoring", scoring_section),
-        "model_learning": _section("model learning", learning_section),
-        "model_refit": _section("model refit", refit_section),
-        "pending_store": _section("pending store", pending_section),
-    }
+def sections(sizes: Sizes, settings: Settings, log_dir: Path) -> dict[str, Section]:
+    """Every measurement, by its name in the report: its label and how to run it."""
+
     # Each section has a broker of its own. Tansu keeps every record in memory and each
     # request costs it more as they pile up: at a steady 500 events/s, over four runs of
     # 20 s, its CPU rose from 0.53 to 0.94 of a core and the pipeline's p99 from 140 to
     # 623 ms (`python -m bench.load_curve 500 500 500 500 --seconds 20`). The throughput
     # runs leave over a million records behind them.
-    with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
-        url = broker.url
+    def throughput() -> dict[str, Any]:
         records = book_records(sizes.events)
-        raw["throughput"] = _section(
-            "throughput",
-            lambda: throughput_section(url, settings, records, log_dir, sizes.throughput_pairs),
-        )
-    with EmbeddedBroker(log_path=log_dir / "tansu-latency.log") as broker:
-        url = broker.url
-        raw["latency_p99"] = _section(
-            "latency",
-            lambda: latency_section(
-                url, settings, sizes.latency_rate, sizes.latency_seconds, log_dir, broker.pid
-            ),
-        )
-    raw["state_memory"] = _section("memory", lambda: memory_section(sizes.accounts))
-    return raw
+        with EmbeddedBroker(log_path=log_dir / "tansu.log") as broker:
+            return throughput_section(
+                broker.url, settings, records, log_dir, sizes.throughput_pairs
+            )
+
+    def latency() -> dict[str, Any]:
+        with EmbeddedBroker(log_path=log_dir / "tansu-latency.log") as broker:
+            return latency_section(
+                broker.url, settings, sizes.latency_rate, sizes.latency_seconds, log_dir,
+                broker.pid,
+            )  # fmt: skip
+
+    return {
+        "rule_eval": Section("rules", rules_section),
+        "backtest": Section("backtest", backtest_section),
+        "model_scoring": Section("model scoring", scoring_section),
+        "model_learning": Section("model learning", learning_section),
+        "model_refit": Section("model refit", refit_section),
+        "pending_store": Section("pending store", pending_section),
+        "throughput": Section("throughput", throughput),
+        "latency_p99": Section("latency", latency),
+        "state_memory": Section("memory", lambda: memory_section(sizes.accounts)),
+    }
+
+
+def run_all(
+    sizes: Sizes, settings: Settings, log_dir: Path, only: Collection[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every section in turn, or those named in ``only``."""
+    return {
+        name: _section(section.label, section.run)
+        for name, section in sections(sizes, settings, log_dir).items()
+        if only is None or name in only
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller run (about 2 minutes)")
+    parser.add_argument(
+        "--only", nargs="+", choices=list(_report.MEASURES), metavar="MEASUREMENT",
+        help=f"run these measurements alone: {', '.join(_report.MEASURES)}",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     started, clock = datetime.now(UTC), time.monotonic()
     settings = load_settings().model_copy(update={"kafka_url": None})
     log_dir = Path(tempfile.mkdtemp(prefix="duoli-bench-"))
     print(f"[bench] {'quick' if args.quick else 'full'} run; logs in {log_dir}", flush=True)
-    raw = run_all(sizes, settings, log_dir)
+    raw = run_all(sizes, settings, log_dir, args.only)
     results = _report.measurements(raw)
     report = {
         "timestamp": started.isoformat().replace("+00:00", "Z"),
         "mode": "quick" if args.quick else "full",
+        "only": args.only,
         "sizes": vars(sizes),
         "machine": _report.machine(),
         "git": _report.git_commit(REPO),
@@ -126,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_seconds": round(time.monotonic() - clock, 1),
         "measurements": results,
     }
-    path = _report.write_results(report, RESULTS, started)
+    path = _report.write_results(report, RESULTS, started, latest=args.only is None)
     print()
     print(_report.render_table(results))
     print(f"\n[bench] {report['duration_seconds']} s; results in {path}")

@@ -140,13 +140,17 @@ def measurements(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, An
     }
 
 
-def write_results(report: Mapping[str, Any], folder: Path, started: datetime) -> Path:
-    """bench-<UTC timestamp>.json and latest.json, the same content."""
+def write_results(
+    report: Mapping[str, Any], folder: Path, started: datetime, latest: bool = True
+) -> Path:
+    """bench-<UTC timestamp>.json and, unless ``latest`` is false (a run of some sections
+    only), latest.json, the same content."""
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, sort_keys=False, default=str) + "\n"
     path = folder / f"bench-{started.strftime('%Y%m%dT%H%M%SZ')}.json"
     path.write_text(text)
-    (folder / "latest.json").write_text(text)
+    if latest:
+        (folder / "latest.json").write_text(text)
     return path
 
 

@@ -96,6 +96,26 @@ def test_results_are_written_twice(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "latest.json").read_text()) == {"a": 1}
 
 
+def test_a_run_of_some_sections_leaves_latest_json_to_the_last_full_run(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    _report.write_results({"a": 1}, tmp_path, datetime(2026, 1, 2, tzinfo=UTC))
+    partial = _report.write_results(
+        {"b": 2}, tmp_path, datetime(2026, 1, 3, tzinfo=UTC), latest=False
+    )
+    assert json.loads(partial.read_text()) == {"b": 2}
+    assert json.loads((tmp_path / "latest.json").read_text()) == {"a": 1}
+
+
+def test_only_the_named_sections_run(tmp_path: Path) -> None:
+    from bench.__main__ import QUICK, run_all
+    from duoli.settings import load_settings
+
+    raw = run_all(QUICK, load_settings(), tmp_path, only=["rule_eval"])
+    assert list(raw) == ["rule_eval"]
+    assert raw["rule_eval"]["us_per_rule_event"] > 0
+
+
 # -- throughput and latency helpers --------------------------------------------------------
 
 
