@@ -53,6 +53,9 @@ RESTART_SECONDS = 5.0
 # imports each writer's module and the engine they share.
 FORK_SERVER_PRELOAD = ["streams.app"]
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as the worker's
+# A writer's work may lag seconds behind without harm, a score may not: when the cores are
+# all busy, the kernel gives the writers about a tenth of the share of the worker.
+WRITER_NICENESS = 10
 
 
 class SingleWriter:
@@ -173,6 +176,7 @@ def _fork_server() -> ForkServerContext:
 def run_writer(writer: SingleWriter, level: int) -> None:
     """The writer process: runs until SIGTERM (its clients closed), or its worker is gone."""
     logging.basicConfig(level=level, format=LOG_FORMAT)
+    os.nice(WRITER_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops it
     threading.Thread(target=_exit_with_worker, daemon=True).start()
     calm_garbage_collector()

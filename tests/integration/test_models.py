@@ -18,6 +18,7 @@ import pytest
 from duoli.processes import WorkerProcess, wait_for
 from duoli.simulate import SimulationConfig, simulate
 from models.learners import fraud_candidates
+from streams.elected import WRITER_NICENESS
 from tests.integration.procfs import descendants_of, gone
 
 pytestmark = pytest.mark.integration
@@ -169,14 +170,19 @@ def test_after_a_whole_restart_the_models_come_back_and_learning_goes_on(pipelin
     assert {r["model_versions"]["fraud"] for r in first_day_after} == {_version("2026-01-12")}
 
 
-def test_a_stopped_worker_leaves_none_of_its_processes_behind(pipeline):
-    """Its writers fork from a server of its own; all of them end with the worker."""
+def test_a_workers_writers_yield_the_cores_to_it_and_end_with_it(pipeline):
+    """Its writers fork from a server of its own, at a lower priority than the worker's;
+    all of them end with the worker."""
     running = pipeline(workers=1, **MODELS)
     [worker] = running.workers
     assert wait_for(lambda: _trainer_processes(worker), timeout=60)
     [trainer] = _trainer_processes(worker)
     started = descendants_of(worker.pid)
     assert trainer in started and len(started) >= 3  # the server, the trainer, the ledger's
+    niceness = os.getpriority(os.PRIO_PROCESS, trainer) - os.getpriority(
+        os.PRIO_PROCESS, worker.pid
+    )
+    assert niceness == WRITER_NICENESS
     worker.stop()
     assert wait_for(lambda: all(map(gone, started)), timeout=15)
 
