@@ -194,6 +194,6 @@ def _exit_with_worker() -> None:
     """A worker killed outright cannot stop its writers: each ends when it sees that (its
     pipe from the worker closes; the writer's parent is the fork server, not the worker)."""
     worker = multiprocessing.parent_process()
-    if worker is not None:
-        worker.join()
+    assert worker is not None  # a writer runs only in a process the worker started
+    worker.join()
     os._exit(0)
