@@ -179,9 +179,3 @@ def _descendants(pid: int) -> list[int]:
         except OSError:  # the thread ended meanwhile
             continue
     return children + [grandchild for child in children for grandchild in _descendants(child)]
-
-
-def sleep_until(moment: float) -> None:
-    delay = moment - time.monotonic()
-    if delay > 0:
-        time.sleep(delay)

@@ -1,33 +1,33 @@
 """End-to-end latency at a fixed offered load: event produced to alert readable in Redis.
 
 The worker runs a bench rule file whose one active rule fires on every transaction, so
-every event gives one alert. One thread produces at a steady rate and stamps each send;
-another blocks on ``XREAD`` of ``{prefix}:alerts`` and stamps each arrival. The baseline
-is the broker alone at the same rate: produce, and a plain consumer receives it.
+every event gives one alert. On one event loop, a producer sends at a steady rate and
+stamps each send, while a reader blocks on ``XREAD`` of ``{prefix}:alerts`` and stamps
+each arrival. The baseline is the broker alone at the same rate: produce, and a plain
+consumer receives it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from redis import asyncio as aioredis
 
 from bench._kafka import (
     CoresMeter,
     cpu_seconds,
     delete_redis_prefix,
     fresh_prefix,
-    sleep_until,
     worker_env,
 )
 from bench._stats import latency_summary
@@ -36,10 +36,6 @@ from duoli.processes import WorkerProcess
 from duoli.settings import Settings
 from streams.topics import TopicNames
 from streams.worker import prepare_topics
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 __all__ = [
     "BENCH_RULES",
@@ -71,10 +67,9 @@ WARM_UP_ACCOUNTS = 16
 READY_TIMEOUT = 90.0
 SETTLED_CORES = 0.3  # a worker using less, idle, has finished starting
 DRAIN_SECONDS = 10.0
-FLUSH_EVERY = 10
 NOTE = (
-    "pipeline: produce -> worker -> alert readable by XREAD in Redis; broker: produce -> a "
-    "kafka-python consumer with the workers' fetch wait (DUOLI_FETCH_MAX_WAIT_MS) receives it"
+    "pipeline: produce -> worker -> alert readable by XREAD in Redis; broker: produce -> an "
+    "aiokafka consumer with the workers' fetch wait (DUOLI_FETCH_MAX_WAIT_MS) receives it"
 )
 
 
@@ -104,80 +99,96 @@ class Stamps:
 
     sent: dict[str, float] = field(default_factory=dict)
     arrived: dict[str, float] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def arrive(self, event_ids: list[str], at: float) -> None:
-        with self.lock:
-            for event_id in event_ids:
-                self.arrived.setdefault(event_id, at)
+        for event_id in event_ids:
+            self.arrived.setdefault(event_id, at)
 
     def latencies(self) -> list[float]:
-        with self.lock:
-            return [self.arrived[e] - sent for e, sent in self.sent.items() if e in self.arrived]
+        return [self.arrived[e] - sent for e, sent in self.sent.items() if e in self.arrived]
 
     def missing(self) -> int:
-        with self.lock:
-            return sum(1 for event_id in self.sent if event_id not in self.arrived)
+        return sum(1 for event_id in self.sent if event_id not in self.arrived)
 
 
-def _producer(url: str) -> Any:
-    return KafkaProducer(bootstrap_servers=url, linger_ms=0, allow_auto_create_topics=False)
+class Reader(Protocol):
+    """Where arrivals are seen: opened before the load starts, so it misses none."""
+
+    async def open(self) -> None: ...
+
+    async def read(self) -> list[str]:
+        """The event ids arrived since the last read; waits a moment for some."""
+        ...
+
+    async def close(self) -> None: ...
 
 
-def offer_load(url: str, topic: str, prefix: str, rate: float, seconds: float) -> Stamps:
-    """Send ``rate * seconds`` transactions on a steady schedule.
-
-    With ``linger_ms=0`` each record leaves as soon as it is sent; flushing every record
-    would wait out a produce round trip each time, which on a busy 2-core machine is
-    slower than 2 ms and let the schedule slip, so the producer flushes every few records.
-    """
-    stamps, producer = Stamps(), _producer(url)
+@asynccontextmanager
+async def _producer(url: str) -> AsyncIterator[AIOKafkaProducer]:
+    producer = AIOKafkaProducer(bootstrap_servers=url, linger_ms=0)
+    await producer.start()
     try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
+async def offer_load(url: str, topic: str, prefix: str, rate: float, seconds: float) -> Stamps:
+    """Send ``rate * seconds`` transactions on a steady schedule, each stamped as it is sent.
+
+    aiokafka, on this process's one event loop, sends with half the CPU of kafka-python's
+    producer thread (0.25 of a core against 0.55 at 500 events/s, ``bench/HISTORY.md``);
+    the load shares the two cores with the worker and the broker it measures. A record
+    waits for the produce request before it (``linger_ms=0``, one request in flight), and
+    that wait counts in its latency.
+    """
+    stamps, delivered = Stamps(), []
+    async with _producer(url) as producer:
         started = time.monotonic()
         for index in range(int(rate * seconds)):
-            sleep_until(started + index / rate)
+            await asyncio.sleep(started + index / rate - time.monotonic())
             now = time.time()
             key, value, event_id = transaction(prefix, index, now)
             stamps.sent[event_id] = now
-            producer.send(topic, key=key, value=value)
-            if index % FLUSH_EVERY == FLUSH_EVERY - 1:
-                producer.flush()
-        producer.flush()
-    finally:
-        producer.close(timeout=10)
+            delivered.append(await producer.send(topic, value, key=key))
+        await asyncio.gather(*delivered)
     return stamps
 
 
-@contextmanager
-def listening(read: Callable[[Stamps, threading.Event], None], stamps: Stamps) -> Iterator[None]:
-    """Run ``read`` in a thread for the duration of the block."""
-    stop = threading.Event()
-    thread = threading.Thread(target=read, args=(stamps, stop), daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(10)
+async def _collect(reader: Reader, stamps: Stamps, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        stamps.arrive(await reader.read(), time.time())
 
 
-def wait_drained(stamps: Stamps, timeout: float = DRAIN_SECONDS) -> None:
+async def _wait_drained(stamps: Stamps, timeout: float = DRAIN_SECONDS) -> None:
     deadline = time.monotonic() + timeout
     while stamps.missing() and time.monotonic() < deadline:
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
+
+
+async def _measure(
+    url: str, topic: str, prefix: str, rate: float, seconds: float, reader: Reader
+) -> Stamps:
+    stamps, stop = Stamps(), asyncio.Event()
+    await reader.open()
+    try:
+        collecting = asyncio.create_task(_collect(reader, stamps, stop))
+        try:
+            stamps.sent = (await offer_load(url, topic, prefix, rate, seconds)).sent
+            await _wait_drained(stamps)
+        finally:
+            stop.set()
+            await collecting
+    finally:
+        await reader.close()
+    return stamps
 
 
 def measure_latency(
-    url: str, topic: str, prefix: str, rate: float, seconds: float,
-    read: Callable[[Stamps, threading.Event], None],
-) -> dict[str, Any]:  # fmt: skip
-    """Offer the load while ``read`` collects arrivals into the same stamps."""
-    stamps = Stamps()
-    with listening(read, stamps):
-        sent = offer_load(url, topic, prefix, rate, seconds)
-        with stamps.lock:
-            stamps.sent.update(sent.sent)
-        wait_drained(stamps)
+    url: str, topic: str, prefix: str, rate: float, seconds: float, reader: Reader
+) -> dict[str, Any]:
+    """Offer the load while ``reader`` stamps the arrivals, all on one event loop."""
+    stamps = asyncio.run(_measure(url, topic, prefix, rate, seconds, reader))
     return latency_summary(stamps.latencies(), len(stamps.sent)) | {
         "achieved_rate_per_s": round(achieved_rate(list(stamps.sent.values())), 1)
     }
@@ -197,48 +208,55 @@ def achieved_rate(sent_at: list[float]) -> float:
 
 
 class AlertReader:
-    """Blocks on ``XREAD`` of the alerts stream from a given id; stamps each event id."""
+    """Blocks on ``XREAD`` of the alerts stream from a given id; its position outlives a
+    connection, so the measurement starts where the warm-up ended."""
 
     def __init__(self, redis_url: str, stream: str, last_id: str = "0-0") -> None:
-        self.client: Any = redis.Redis.from_url(redis_url)
+        self.redis_url = redis_url
         self.stream = stream
         self.last_id = last_id
+        self.client: Any = None
 
-    def read_once(self, block_ms: int = 200) -> list[list[str]]:
+    async def open(self) -> None:
+        self.client = aioredis.Redis.from_url(self.redis_url)
+
+    async def read(self, block_ms: int = 200) -> list[str]:
         """The event ids of every alert that arrived since the last read."""
         found = []
-        for _, entries in self.client.xread({self.stream: self.last_id}, block=block_ms) or []:
+        streams = await self.client.xread({self.stream: self.last_id}, block=block_ms)
+        for _, entries in streams or []:
             for entry_id, fields in entries:
                 self.last_id = entry_id
-                found.append(json.loads(fields[b"data"])["event_ids"])
+                found.extend(json.loads(fields[b"data"])["event_ids"])
         return found
 
-    def __call__(self, stamps: Stamps, stop: threading.Event) -> None:
-        while not stop.is_set():
-            for event_ids in self.read_once():
-                stamps.arrive(event_ids, time.time())
+    async def close(self) -> None:
+        await self.client.aclose()
 
-    def close(self) -> None:
-        self.client.close()
+
+async def _warm_up(url: str, topic: str, prefix: str, reader: AlertReader) -> None:
+    expected = set()
+    async with _producer(url) as producer:
+        for index in range(WARM_UP_ACCOUNTS):
+            key, value, event_id = transaction(prefix, index, time.time(), tag="warm")
+            await producer.send(topic, value, key=key)
+            expected.add(event_id)
+    await reader.open()
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            while expected:
+                expected.difference_update(await reader.read(500))
+    except TimeoutError:
+        raise RuntimeError(f"worker not ready after {READY_TIMEOUT:.0f}s; see its log") from None
+    finally:
+        await reader.close()
 
 
 def warm_up(url: str, topic: str, prefix: str, reader: AlertReader) -> float:
-    """Until one alert per warm-up account is in Redis: the worker joined and is ready."""
-    started, producer = time.monotonic(), _producer(url)
-    expected = set()
-    try:
-        for index in range(WARM_UP_ACCOUNTS):
-            key, value, event_id = transaction(prefix, index, time.time(), tag="warm")
-            producer.send(topic, key=key, value=value)
-            expected.add(event_id)
-        producer.flush()
-    finally:
-        producer.close(timeout=10)
-    while expected:
-        if time.monotonic() - started > READY_TIMEOUT:
-            raise RuntimeError(f"worker not ready after {READY_TIMEOUT:.0f}s; see its log")
-        for event_ids in reader.read_once(500):
-            expected.difference_update(event_ids)
+    """Seconds until one alert per warm-up account is in Redis: the worker joined and is
+    ready."""
+    started = time.monotonic()
+    asyncio.run(_warm_up(url, topic, prefix, reader))
     return time.monotonic() - started
 
 
@@ -292,7 +310,6 @@ def alerting_worker(
             settled = settle(worker.pid or 0)
             yield AlertingWorker(worker, topic, prefix, reader, ready, settled)
     finally:
-        reader.close()
         delete_redis_prefix(settings.redis_url, [prefix])
 
 
@@ -320,27 +337,33 @@ def pipeline_latency(
 
 
 class RecordReader:
-    """A plain consumer of every partition from the end, with the workers' fetch wait."""
+    """A plain aiokafka consumer, as the workers' (Faust's) is, of every partition from the
+    end, with the workers' fetch wait."""
 
     def __init__(self, url: str, topic: str, partitions: int, fetch_wait_ms: int) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=url, enable_auto_commit=False, fetch_max_wait_ms=fetch_wait_ms
-        )
+        self.url = url
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self.fetch_wait_ms = fetch_wait_ms
+        self.consumer: Any = None
+
+    async def open(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.url,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.fetch_wait_ms,
+        )
+        await self.consumer.start()
         self.consumer.assign(self.partitions)
-        self.consumer.seek_to_end(*self.partitions)
+        await self.consumer.seek_to_end(*self.partitions)
         for tp in self.partitions:
-            self.consumer.position(tp)  # resolve the end now, before anything is sent
+            await self.consumer.position(tp)  # resolve the end now, before anything is sent
 
-    def __call__(self, stamps: Stamps, stop: threading.Event) -> None:
-        while not stop.is_set():
-            batches = self.consumer.poll(timeout_ms=100)
-            now = time.time()
-            ids = [json.loads(r.value)["event_id"] for batch in batches.values() for r in batch]
-            stamps.arrive(ids, now)
+    async def read(self) -> list[str]:
+        batches = await self.consumer.getmany(timeout_ms=100)
+        return [json.loads(r.value)["event_id"] for batch in batches.values() for r in batch]
 
-    def close(self) -> None:
-        self.consumer.close(autocommit=False)
+    async def close(self) -> None:
+        await self.consumer.stop()
 
 
 def broker_latency(url: str, settings: Settings, rate: float, seconds: float) -> dict[str, Any]:
@@ -348,10 +371,7 @@ def broker_latency(url: str, settings: Settings, rate: float, seconds: float) ->
     topic = f"{prefix}.roundtrip"
     ensure_topics(url, [TopicSpec(topic, settings.partitions)])
     reader = RecordReader(url, topic, settings.partitions, settings.fetch_max_wait_ms)
-    try:
-        return measure_latency(url, topic, prefix, rate, seconds, reader)
-    finally:
-        reader.close()
+    return measure_latency(url, topic, prefix, rate, seconds, reader)
 
 
 def cpu_readers(worker_pid: int, broker_pid: int | None) -> dict[str, Callable[[], float]]:
