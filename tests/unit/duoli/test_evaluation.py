@@ -27,6 +27,7 @@ from duoli.evaluation import (
     read_history,
     render_table,
     scored,
+    weekly_card_precision_at_k,
 )
 from duoli.simulate import write_jsonl
 
@@ -108,6 +109,17 @@ def test_the_ceiling_is_what_a_perfect_score_would_reach() -> None:
 
 def test_no_scored_day_gives_no_figure() -> None:
     assert card_precision_at_k([], {}) == (None, 0)
+
+
+def test_a_weeks_card_precision_confirms_accounts_afresh_each_week() -> None:
+    # "a" is hit on days 1, 3 and 8; "b" never. Over the history "a" is out from day 2 on,
+    # so days 3 and 8 score 0 of 1 candidate; a week at a time, day 8 counts "a" again.
+    rows = [scored(account, day + 0.5, 0.9 if account == "a" else 0.1, account == "a")
+            for day in (1, 3, 8) for account in ("a", "b")]  # fmt: skip
+    fraud_days = {"a": {1, 3, 8}}
+    assert card_precision_at_k(rows, fraud_days, k=1) == (pytest.approx(1 / 3, abs=1e-4), 3)
+    assert weekly_card_precision_at_k(rows, fraud_days, k=1) == pytest.approx(2 / 3, abs=1e-4)
+    assert weekly_card_precision_at_k([], {}) is None
 
 
 # -- fraud figures ----------------------------------------------------------------------------
@@ -209,6 +221,7 @@ def test_the_table_shows_each_figure_its_bar_and_verdict() -> None:
     console.print(render_table(report))
     text = console.export_text()
     assert "fraud.card_precision_at_100" in text
+    assert "fraud.card_precision_at_100_weekly" in text
     assert "PASS" in text and "n/a" in text  # delinquency: no installments
     assert ">= 0.85" in text
 
