@@ -137,8 +137,9 @@ async def offer_load(url: str, topic: str, prefix: str, rate: float, seconds: fl
     """Send ``rate * seconds`` transactions on a steady schedule, each stamped as it is sent.
 
     aiokafka, on this process's one event loop, sends with half the CPU of kafka-python's
-    producer thread (0.25 of a core against 0.55 at 500 events/s, ``bench/HISTORY.md``);
-    the load shares the two cores with the worker and the broker it measures. A record
+    producer thread (0.25 of a core against 0.55 at 500 events/s, see the README's
+    Benchmarks); the load shares the two cores with the worker and the broker it
+    measures. A record
     waits for the produce request before it (``linger_ms=0``, one request in flight), and
     that wait counts in its latency.
     """
