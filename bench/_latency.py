@@ -133,17 +133,18 @@ async def _producer(url: str) -> AsyncIterator[AIOKafkaProducer]:
         await producer.stop()
 
 
-async def offer_load(url: str, topic: str, prefix: str, rate: float, seconds: float) -> Stamps:
+async def offer_load(
+    url: str, topic: str, prefix: str, rate: float, seconds: float, stamps: Stamps
+) -> None:
     """Send ``rate * seconds`` transactions on a steady schedule, each stamped as it is sent.
 
     aiokafka, on this process's one event loop, sends with half the CPU of kafka-python's
     producer thread (0.25 of a core against 0.55 at 500 events/s, see the README's
-    Benchmarks); the load shares the two cores with the worker and the broker it
-    measures. A record
-    waits for the produce request before it (``linger_ms=0``, one request in flight), and
-    that wait counts in its latency.
+    Benchmarks); the load shares the two cores with the worker and the broker it measures.
+    A record waits for the produce request before it (``linger_ms=0``, one request in
+    flight), and that wait counts in its latency.
     """
-    stamps, delivered = Stamps(), []
+    delivered = []
     async with _producer(url) as producer:
         started = time.monotonic()
         for index in range(int(rate * seconds)):
@@ -153,7 +154,6 @@ async def offer_load(url: str, topic: str, prefix: str, rate: float, seconds: fl
             stamps.sent[event_id] = now
             delivered.append(await producer.send(topic, value, key=key))
         await asyncio.gather(*delivered)
-    return stamps
 
 
 async def _collect(reader: Reader, stamps: Stamps, stop: asyncio.Event) -> None:
@@ -175,7 +175,7 @@ async def _measure(
     try:
         collecting = asyncio.create_task(_collect(reader, stamps, stop))
         try:
-            stamps.sent = (await offer_load(url, topic, prefix, rate, seconds)).sent
+            await offer_load(url, topic, prefix, rate, seconds, stamps)
             await _wait_drained(stamps)
         finally:
             stop.set()
