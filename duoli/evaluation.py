@@ -4,8 +4,8 @@ A history (simulated, or a JSONL file) goes through the real broker and workers 
 ``duoli.replay``; its score records are then measured against the truth:
 
 - fraud: ROC AUC and average precision of ``fraud_score`` over every scored transaction,
-  and card precision@100 per event-time day (see ``card_precision_at_k``), with the same
-  a week at a time as the Fraud Detection Handbook reports it, for information;
+  and card precision@100 per event-time day (see ``card_precision_at_k``); for
+  information, the same figure a week at a time, as the Fraud Detection Handbook reports it;
 - delinquency: ROC AUC of the ``pd`` an account had when each bill fell due, against
   whether the bill went 30 days past due (see ``pd_at_due``);
 - the same fraud figures after a warm-up of ``WARMUP_DAYS`` (the first label maturity
