@@ -14,7 +14,11 @@ acknowledged, so that Faust's commit, which waits for every offset, moves past t
 Fetching again must not feed itself: a slow batch is not a stall (a partition counts as
 stalled only once no batch has held its events for ``QUIET_SECONDS``), and a gap still open
 is fetched again after twice the wait of its previous attempt (the events of the last
-seek may still be queued behind a slow batch).
+seek may still be queued behind a slow batch). A partition behind only events Faust has not
+delivered yet is slow, not stalled; but one that stays so for ``UNDELIVERED_SECONDS``, far
+longer than Faust holds a partition back while it drains a backlog, lost them before they
+were delivered, and is fetched again too (an eval replay once waited in vain on such a
+partition).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ __all__ = ["REFETCH_RETRY", "Progress", "end_offsets", "refetch_gaps", "settle_a
 
 REFETCH_RETRY = 1.0  # seconds before a gap is fetched again the first time
 QUIET_SECONDS = 3.0  # idle time after which a partition behind its end is stalled
+UNDELIVERED_SECONDS = 30.0  # time behind undelivered events after which they count as lost
 MAX_BACKOFF = 32  # a gap's retry waits at most this many times REFETCH_RETRY
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,7 @@ class Progress:
         self.gaps: dict[tuple[str, int], float] = {}  # -> when it was last fetched again
         self.attempts: dict[tuple[str, int], int] = {}  # -> times it was fetched again
         self.behind: dict[tuple[str, int], int] = {}  # -> next offset at the last check
+        self.still_since: dict[tuple[str, int], float] = {}  # -> when that offset was first seen
         self.busy: dict[tuple[str, int], int] = {}  # -> batches in progress holding it
         self.idle_since: dict[tuple[str, int], float] = {}  # -> when its last batch ended
 
@@ -63,21 +69,31 @@ class Progress:
         self.gaps.clear()
         self.attempts.clear()
         self.behind.clear()
+        self.still_since.clear()
 
-    def check_stalls(self, ends: Mapping[tuple[str, int], int]) -> None:
-        """A partition behind its end offset whose next offset did not move since the last
-        check, while no batch held its events, lost its tail (no later event arrives to
-        reveal the hole): fetch it again."""
+    def check_stalls(
+        self, delivered: Mapping[tuple[str, int], int], highwater: Mapping[tuple[str, int], int]
+    ) -> None:
+        """Fetch again a partition behind its end whose next offset did not move since the
+        last check while no batch held its events: it lost its tail (no later event arrives
+        to reveal the hole). Behind what Faust ``delivered``, that is lost at once; behind
+        only its ``highwater``, once it has not moved for ``UNDELIVERED_SECONDS``."""
         now = time.monotonic()
         behind = {}
-        for (topic, partition), end in ends.items():
-            expected = self.table.get(_key(topic, partition))
-            if expected is not None and expected < end:
-                behind[topic, partition] = expected
-                if self.behind.get((topic, partition)) == expected and self._quiet(
-                    (topic, partition), now
-                ):
-                    self.gaps.setdefault((topic, partition), 0.0)
+        for partition, end in highwater.items():
+            expected = self.table.get(_key(*partition))
+            if expected is None or expected >= end:
+                continue
+            behind[partition] = expected
+            if self.behind.get(partition) != expected:
+                self.still_since[partition] = now
+            elif partition not in self.gaps and self._quiet(partition, now):
+                if expected < delivered.get(partition, expected):
+                    self.gaps[partition] = 0.0
+                elif (still := now - self.still_since[partition]) >= UNDELIVERED_SECONDS:
+                    log.warning("%s[%d]: nothing delivered from offset %d of %d for %.0f s",
+                                *partition, expected, end, still)  # fmt: skip
+                    self.gaps[partition] = 0.0
         self.behind = behind
 
     def _quiet(self, partition: tuple[str, int], now: float) -> bool:
@@ -138,22 +154,27 @@ def _key(topic: str, partition: int) -> str:
     return f"{topic}:{partition}"
 
 
-def end_offsets(consumer: Any, topics: set[str]) -> dict[tuple[str, int], int]:
-    """How far each assigned input partition should have been applied: its end offset from
-    the last fetch responses, but no further than the last offset Faust handed to a stream.
+def end_offsets(
+    consumer: Any, topics: set[str]
+) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+    """How far each assigned input partition should have been applied: up to the last
+    offset Faust handed to a stream, and up to its end offset from the last fetch responses.
 
-    A partition behind only what Faust has not delivered yet is slow, not stalled: while a
-    worker drains a backlog, Faust holds back partitions whose stream buffer is full, and
-    fetching those again was needless; in the drains measured here, each such seek was
-    followed by events of other partitions lost and fetched again.
+    A partition behind only what Faust has not delivered yet is usually slow, not stalled:
+    while a worker drains a backlog, Faust holds back partitions whose stream buffer is
+    full, and fetching those again at once was needless; in the drains measured here, each
+    such seek was followed by events of other partitions lost and fetched again.
     """
-    ends = {}
+    delivered, highwater = {}, {}
     for tp in consumer.assignment():
         end = consumer.highwater(tp) if tp.topic in topics else None
-        delivered = delivered_offset(consumer, tp)
-        if end is not None and delivered is not None:
-            ends[tp.topic, tp.partition] = min(end, delivered + 1)
-    return ends
+        if end is None:
+            continue
+        highwater[tp.topic, tp.partition] = end
+        read = delivered_offset(consumer, tp)
+        if read is not None:
+            delivered[tp.topic, tp.partition] = min(end, read + 1)
+    return delivered, highwater
 
 
 def settle_applied_heads(consumer: Any, progress: Progress, topics: set[str]) -> None:

@@ -56,7 +56,7 @@ def register_gap_watch(app: Any, topics: Any, progress: Progress) -> None:
     @app.timer(REFETCH_RETRY, name="gap_watch")
     async def gap_watch() -> None:
         settle_applied_heads(app.consumer, progress, inputs)
-        progress.check_stalls(end_offsets(app.consumer, inputs))
+        progress.check_stalls(*end_offsets(app.consumer, inputs))
         await refetch_gaps(app.consumer, progress)
 
 

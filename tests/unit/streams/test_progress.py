@@ -178,12 +178,13 @@ def test_a_lost_offset_not_yet_applied_is_left_to_the_refetch() -> None:
 def test_a_partition_behind_its_end_that_does_not_move_is_fetched_again() -> None:
     table = Table({"t:0": 10, "t:1": 4})
     progress = Progress(table)
-    progress.check_stalls({("t", 0): 15, ("t", 1): 4})  # 1 is at its end
+    ends = {("t", 0): 15, ("t", 1): 4}  # 1 is at its end
+    progress.check_stalls(ends, ends)
     assert progress.refetches(retry_after=0.0) == []  # behind once: maybe still busy
     table["t:0"] = 12
-    progress.check_stalls({("t", 0): 15, ("t", 1): 4})
+    progress.check_stalls(ends, ends)
     assert progress.refetches(retry_after=0.0) == []  # it moved
-    progress.check_stalls({("t", 0): 15, ("t", 1): 4})
+    progress.check_stalls(ends, ends)
     assert progress.refetches(retry_after=0.0) == [("t", 0, 12)]  # stuck at 12 of 15
 
 
@@ -195,10 +196,12 @@ def test_a_partition_is_due_only_up_to_what_faust_has_delivered() -> None:
         highwater=lambda tp: {("t", 0): 15, ("t", 1): 4, ("t", 2): 9, ("u", 0): 80}[tp],
         _read_offset=read,
     )
-    assert end_offsets(consumer, {"t"}) == {("t", 0): 12, ("t", 1): 4}
+    delivered, highwater = end_offsets(consumer, {"t"})
+    assert delivered == {("t", 0): 12, ("t", 1): 4}
+    assert highwater == {("t", 0): 15, ("t", 1): 4, ("t", 2): 9}
     progress = Progress(Table({"t:0": 12, "t:1": 3}))
     for _ in range(2):
-        progress.check_stalls(end_offsets(consumer, {"t"}))
+        progress.check_stalls(delivered, highwater)
     assert progress.refetches(retry_after=0.0) == [("t", 1, 3)]  # 3 was delivered, not applied
 
 
@@ -222,13 +225,13 @@ def test_a_slow_batch_is_not_a_stall(clock: Clock) -> None:
     with progress.working([event(10)]):
         for _ in range(3):
             clock.now += 10
-            progress.check_stalls({("t", 0): 15})
+            progress.check_stalls({("t", 0): 15}, {("t", 0): 15})
         assert progress.refetches(retry_after=1.0) == []  # busy all along
     clock.now += 1  # just finished: the next events may still be queued
-    progress.check_stalls({("t", 0): 15})
+    progress.check_stalls({("t", 0): 15}, {("t", 0): 15})
     assert progress.refetches(retry_after=1.0) == []
     clock.now += 3  # quiet long enough, and still at 10 of 15
-    progress.check_stalls({("t", 0): 15})
+    progress.check_stalls({("t", 0): 15}, {("t", 0): 15})
     assert progress.refetches(retry_after=1.0) == [("t", 0, 10)]
 
 
@@ -252,5 +255,20 @@ def test_batches_of_other_partitions_do_not_hide_a_stall(clock: Clock) -> None:
     for _ in range(3):
         with progress.working([event(3, partition=1)]):
             clock.now += 2
-            progress.check_stalls({("t", 0): 15})
+            progress.check_stalls({("t", 0): 15}, {("t", 0): 15})
     assert progress.refetches(retry_after=1.0) == [("t", 0, 10)]
+
+
+def test_a_partition_behind_undelivered_events_for_long_is_fetched_again(clock: Clock) -> None:
+    """Faust held back events it never delivered: slow at first, lost once that lasts."""
+    progress = Progress(Table({"t:0": 12, "t:1": 5}))
+    delivered, highwater = {("t", 0): 12, ("t", 1): 5}, {("t", 0): 15, ("t", 1): 9}
+    for _ in range(29):
+        progress.check_stalls(delivered, highwater)
+        clock.now += 1
+    assert progress.refetches(retry_after=1.0) == []  # held back, but not for long
+    progress.table["t:1"] = 6  # partition 1 moved on: its wait starts again
+    progress.check_stalls(delivered, highwater)
+    clock.now += 1
+    progress.check_stalls(delivered, highwater)
+    assert progress.refetches(retry_after=1.0) == [("t", 0, 12)]
