@@ -59,7 +59,8 @@ class Progress:
         self.table = table
         self.gaps: dict[tuple[str, int], float] = {}  # -> when it was last fetched again
         self.attempts: dict[tuple[str, int], int] = {}  # -> times it was fetched again
-        self.behind: dict[tuple[str, int], int] = {}  # -> next offset at the last check
+        self.behind: dict[tuple[str, int], tuple[int, bool]] = {}  # -> (next offset,
+        # whether Faust had delivered it) at the last check
         self.still_since: dict[tuple[str, int], float] = {}  # -> when that offset was first seen
         self.busy: dict[tuple[str, int], int] = {}  # -> batches in progress holding it
         self.idle_since: dict[tuple[str, int], float] = {}  # -> when its last batch ended
@@ -76,19 +77,22 @@ class Progress:
     ) -> None:
         """Fetch again a partition behind its end whose next offset did not move since the
         last check while no batch held its events: it lost its tail (no later event arrives
-        to reveal the hole). Behind what Faust ``delivered``, that is lost at once; behind
-        only its ``highwater``, once it has not moved for ``UNDELIVERED_SECONDS``."""
+        to reveal the hole). Behind what Faust had ``delivered`` at both checks, that is
+        lost; behind only its ``highwater``, once it has not moved for
+        ``UNDELIVERED_SECONDS``."""
         now = time.monotonic()
         behind = {}
         for partition, end in highwater.items():
             expected = self.table.get(_key(*partition))
             if expected is None or expected >= end:
                 continue
-            behind[partition] = expected
-            if self.behind.get(partition) != expected:
+            lost = expected < delivered.get(partition, expected)
+            behind[partition] = (expected, lost)
+            before = self.behind.get(partition)
+            if before is None or before[0] != expected:
                 self.still_since[partition] = now
             elif partition not in self.gaps and self._quiet(partition, now):
-                if expected < delivered.get(partition, expected):
+                if lost and before[1]:  # delivered, and not applied since the last check
                     self.gaps[partition] = 0.0
                 elif (still := now - self.still_since[partition]) >= UNDELIVERED_SECONDS:
                     log.warning("%s[%d]: nothing delivered from offset %d of %d for %.0f s",
