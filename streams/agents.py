@@ -222,15 +222,15 @@ def register_agents(
         in_flight: deque[Storing] = deque()
         try:
             async for received in source:
-                with progress.working(received):
+                with progress.working(received):  # until the agent may take the next batch
                     await ready()
                     batch = Batch()
                     await process(batch, _admitted(progress, batch, received))
-                changelogs = _apply_writes(batch)
-                if in_flight:
-                    await in_flight[-1].outputs
-                if len(in_flight) == IN_FLIGHT:
-                    await in_flight.popleft().state
+                    changelogs = _apply_writes(batch)
+                    if in_flight:
+                        await in_flight[-1].outputs
+                    if len(in_flight) == IN_FLIGHT:
+                        await in_flight.popleft().state
                 in_flight.append(
                     store(batch, changelogs, source, received, in_flight[-1] if in_flight else None)
                 )

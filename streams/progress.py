@@ -119,8 +119,9 @@ class Progress:
 
     @contextmanager
     def working(self, events: Iterable[Any]) -> Iterator[None]:
-        """Around a batch: its partitions are busy, and if it fails before it is stored
-        they are fetched again."""
+        """Around a batch, until its agent may take the next one (it waits there for the
+        batches before to be stored): its partitions are busy, not stalled, however slow
+        the broker; and if the batch fails before it is stored they are fetched again."""
         partitions = {(event.message.topic, event.message.partition) for event in events}
         for partition in partitions:
             self.busy[partition] = self.busy.get(partition, 0) + 1
