@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiokafka
@@ -15,7 +14,6 @@ __all__ = [
     "acknowledge_applied",
     "cap_fetch_wait",
     "delivered_offset",
-    "drop_fetched_before_seek",
     "guard_commit_head",
     "missing_head",
     "seek_in_consumer_thread",
@@ -124,48 +122,7 @@ async def seek_in_consumer_thread(consumer: Any, tp: Any, offset: int) -> None:
     """
     thread = consumer._thread
     await thread.call_thread(thread.seek, tp, offset)
-    seeks = _seeks(consumer)
-    seeks[tp] = seeks.get(tp, 0) + 1
     consumer._read_offset[tp] = offset if offset else None  # as Faust's seek does
-
-
-def _seeks(consumer: Any) -> dict[Any, int]:
-    """How many times each partition was fetched again."""
-    seeks: dict[Any, int] = consumer.__dict__.setdefault("_duoli_seeks", {})
-    return seeks
-
-
-def drop_fetched_before_seek() -> None:
-    """Records fetched before their partition was fetched again never reach a stream.
-
-    Faust hands a fetch's records over one at a time and waits while the stream's buffer
-    is full, which it is while a worker drains a backlog. A seek in that wait let the rest
-    of the old records through: they moved Faust's read offset past the seek, so the
-    records fetched again were dropped as already read, the hole stayed open, and a
-    partition took up to a minute and seven seeks to close it (an eval replay on a loaded
-    machine). Dropped here, the old records come again after the seek, in order.
-    Idempotent.
-    """
-    if getattr(Consumer.getmany, "_duoli_fresh", False):
-        return
-    getmany = Consumer.getmany
-
-    def fresh(self: Any, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
-        return since_seek(self, getmany(self, timeout))
-
-    fresh._duoli_fresh = True  # type: ignore[attr-defined]
-    Consumer.getmany = fresh  # type: ignore[method-assign]
-
-
-async def since_seek(
-    consumer: Any, fetched: AsyncIterator[tuple[Any, Any]]
-) -> AsyncIterator[tuple[Any, Any]]:
-    """``fetched`` without the records of partitions fetched again after it started."""
-    seeks = _seeks(consumer)
-    before = dict(seeks)
-    async for tp, message in fetched:
-        if seeks.get(tp, 0) == before.get(tp, 0):
-            yield tp, message
 
 
 def delivered_offset(consumer: Any, tp: Any) -> int | None:

@@ -6,8 +6,6 @@ The table is a dict here (hashable, as Faust tables are): Progress only calls ``
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,12 +16,7 @@ from intervaltree import Interval, IntervalTree
 
 from duoli.account import AccountState
 from duoli.events import parse_event
-from streams._faust_compat import (
-    guard_commit_head,
-    missing_head,
-    seek_in_consumer_thread,
-    since_seek,
-)
+from streams._faust_compat import guard_commit_head, missing_head
 from streams.processing import Batch, redelivered
 from streams.progress import Progress, end_offsets, settle_applied_heads
 
@@ -291,33 +284,3 @@ def test_events_delivered_since_the_last_check_are_not_lost_yet(clock: Clock) ->
     assert progress.refetches(retry_after=1.0) == []
     progress.check_stalls({("t", 0): 15}, {("t", 0): 15})  # and still not applied
     assert progress.refetches(retry_after=1.0) == [("t", 0, 12)]
-
-
-def test_records_fetched_before_their_partition_is_fetched_again_are_dropped() -> None:
-    """A seek while Faust hands over an old fetch: the rest of that fetch's records of the
-    partition must not pass, or they move Faust's read offset past the seek."""
-
-    async def call_thread(method: Any, tp: TP, offset: int) -> None:
-        pass
-
-    consumer = SimpleNamespace(
-        _thread=SimpleNamespace(seek=None, call_thread=call_thread), _read_offset={}
-    )
-    moved, other = TP("t", 0), TP("t", 1)
-
-    async def old_fetch() -> AsyncIterator[tuple[TP, int]]:
-        yield moved, 10
-        yield other, 5
-        await seek_in_consumer_thread(consumer, moved, 8)
-        yield moved, 11
-        yield other, 6
-
-    async def new_fetch() -> AsyncIterator[tuple[TP, int]]:
-        yield moved, 8
-
-    async def passed(fetch: AsyncIterator[tuple[TP, int]]) -> list[tuple[TP, int]]:
-        return [record async for record in since_seek(consumer, fetch)]
-
-    assert asyncio.run(passed(old_fetch())) == [(moved, 10), (other, 5), (other, 6)]
-    assert consumer._read_offset[moved] == 8
-    assert asyncio.run(passed(new_fetch())) == [(moved, 8)]
