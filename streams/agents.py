@@ -140,13 +140,26 @@ async def _finish(storing: Storing | None) -> None:
         )
 
 
-def _admitted(progress: Progress, batch: Batch, events: list[Any]) -> list[Any]:
-    """The events to apply, in offset order; redeliveries and events past a gap drop out."""
-    return [
-        event
-        for event in events
-        if progress.admit(batch, event.message.topic, event.message.partition, event.message.offset)
-    ]
+def _sorted_out(progress: Progress, batch: Batch, events: list[Any]) -> tuple[list[Any], list[Any]]:
+    """The events to apply, in offset order (redeliveries and events past a gap drop out);
+    and those to acknowledge once the batch is stored: all but the events past a gap. They
+    come again after the hole is fetched, and until they are applied the commit must not
+    pass them: acknowledged, it moved past them as soon as the hole was filled, and the
+    replay's next day could start before they were applied (its scores then differed
+    from a quiet run's)."""
+    applied, settled = [], []
+    for event in events:
+        topic, partition, offset = (
+            event.message.topic,
+            event.message.partition,
+            event.message.offset,
+        )
+        if progress.admit(batch, topic, partition, offset):
+            applied.append(event)
+        elif progress.ahead(batch, topic, partition, offset):
+            continue
+        settled.append(event)
+    return applied, settled
 
 
 async def _score_accounts(
@@ -225,14 +238,15 @@ def register_agents(
                 with progress.working(received):  # until the agent may take the next batch
                     await ready()
                     batch = Batch()
-                    await process(batch, _admitted(progress, batch, received))
+                    applied, settled = _sorted_out(progress, batch, received)
+                    await process(batch, applied)
                     changelogs = _apply_writes(batch)
                     if in_flight:
                         await in_flight[-1].outputs
                     if len(in_flight) == IN_FLIGHT:
                         await in_flight.popleft().state
                 in_flight.append(
-                    store(batch, changelogs, source, received, in_flight[-1] if in_flight else None)
+                    store(batch, changelogs, source, settled, in_flight[-1] if in_flight else None)
                 )
         finally:
             await _finish(in_flight[-1] if in_flight else None)

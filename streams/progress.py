@@ -117,6 +117,11 @@ class Progress:
         self.attempts.pop((topic, partition), None)
         return True
 
+    def ahead(self, batch: Any, topic: str, partition: int, offset: int) -> bool:
+        """Whether this offset lies past the next one to apply: there is a hole before it."""
+        expected = batch.staged(self.table, _key(topic, partition))
+        return expected is not None and offset > expected
+
     @contextmanager
     def working(self, events: Iterable[Any]) -> Iterator[None]:
         """Around a batch, until its agent may take the next one (it waits there for the

@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from streams.agents import EventBatches, _after
+from streams.agents import EventBatches, _after, _sorted_out
+from streams.processing import Batch
+from streams.progress import Progress
 
 
 class QueueStream:
@@ -96,3 +98,20 @@ def test_a_failed_step_fails_what_depends_on_it_without_running_it() -> None:
         return ran
 
     assert asyncio.run(scenario()) == []
+
+
+class Table(dict[str, int]):
+    __hash__ = object.__hash__  # type: ignore[assignment]  # as Faust's tables are
+
+
+def test_events_past_a_hole_are_neither_applied_nor_acknowledged() -> None:
+    """Acknowledged, they would let the commit pass them once the hole is filled, before
+    they come again and are applied."""
+    progress = Progress(Table({"t:0": 10}))
+    received = [
+        SimpleNamespace(message=SimpleNamespace(topic="t", partition=0, offset=offset))
+        for offset in (9, 10, 12, 13)  # 9 was applied before, 11 is missing
+    ]
+    applied, settled = _sorted_out(progress, Batch(), received)
+    assert [event.message.offset for event in applied] == [10]
+    assert [event.message.offset for event in settled] == [9, 10]
