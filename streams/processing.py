@@ -63,19 +63,28 @@ TRAINING_ITEMS_PER_RECORD = 250  # a scored transaction's item is about 1 KB of 
 
 
 def training_records(partition: int, items: list[list[Any]], clock: float) -> list[dict[str, Any]]:
-    """A partition's training items in records of at most ``TRAINING_ITEMS_PER_RECORD``:
-    a batch of 2,000 transactions in one record would pass the broker's 1 MB limit. A
-    record that more follow carries the clock of its last item (``known_at``), as if the
+    """A partition's training items in records of about ``TRAINING_ITEMS_PER_RECORD``:
+    a batch of 2,000 transactions in one record would pass the broker's 1 MB limit. The
+    items of one event (a repayment can settle several bills) stay in one record: the
+    trainer takes a later record's items at an offset it already holds for a redelivery.
+    A record that more follow carries the clock of its last item (``known_at``), as if the
     batch had ended there; the last one carries ``clock``.
 
     >>> items = [["tx", f"t{n}", 0.0, n, 10.0 * n, []] for n in range(600)]
     >>> [(len(r["items"]), r["clock"]) for r in training_records(0, items, 7000.0)]
     [(250, 2490.0), (250, 4990.0), (100, 7000.0)]
+    >>> items[250][3] = 249  # the 250th event settled two bills
+    >>> [len(r["items"]) for r in training_records(0, items, 7000.0)]
+    [251, 250, 99]
     >>> training_records(1, [], 50.0)
     [{'p': 1, 'clock': 50.0, 'items': []}]
     """
-    size = TRAINING_ITEMS_PER_RECORD
-    chunks = [items[start : start + size] for start in range(0, len(items), size)] or [[]]
+    chunks: list[list[list[Any]]] = [[]]
+    for item in items:
+        chunk = chunks[-1]
+        if len(chunk) >= TRAINING_ITEMS_PER_RECORD and item[3] != chunk[-1][3]:
+            chunks.append(chunk := [])
+        chunk.append(item)
     clocks = [chunk[-1][4] for chunk in chunks[:-1]] + [clock]
     return [
         {"p": partition, "clock": at, "items": chunk}
