@@ -15,6 +15,7 @@ __all__ = [
     "cap_fetch_wait",
     "delivered_offset",
     "guard_commit_head",
+    "ignore_offset_jumps",
     "missing_head",
     "seek_in_consumer_thread",
     "send_changelogs",
@@ -178,3 +179,21 @@ def guard_commit_head() -> None:
 
     guarded._duoli_guard = True  # type: ignore[attr-defined]
     Consumer._new_offset = guarded  # type: ignore[method-assign]
+
+
+def ignore_offset_jumps() -> None:
+    """Never count offsets Faust skipped over as acknowledged.
+
+    When the offsets Faust hands over jump ahead, it takes the skipped ones for a
+    transaction's markers and lets the commit pass them. Duoli's inputs are written
+    without transactions: a jump is events lost on the way (or the old records of a
+    partition fetched again), which the worker fetches again (``streams.progress``), and
+    the commit must wait until they are applied. Counted as acknowledged, they let a
+    replay's next day start before them, and its scores differed from a quiet run's.
+    Idempotent.
+    """
+
+    async def ignore(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
+        return None
+
+    Consumer._add_gap = ignore  # type: ignore[method-assign]

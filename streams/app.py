@@ -17,7 +17,7 @@ from models.learners import LearningConfig
 from models.trainer import TrainerConfig
 from rules import load_rules
 from rules.control import Controls
-from streams._faust_compat import cap_fetch_wait, guard_commit_head
+from streams._faust_compat import cap_fetch_wait, guard_commit_head, ignore_offset_jumps
 from streams.agents import register_agents
 from streams.control import ControlFollower
 from streams.elected import ElectedProcess
@@ -108,6 +108,7 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     control follower; the agents wait until Redis answers and the control topic is read."""
     cap_fetch_wait(settings.fetch_max_wait_ms)
     guard_commit_head()
+    ignore_offset_jumps()
     app = create_app(settings, broker_url)
     topics = define_topics(app, settings)
     tables = define_tables(app, settings)

@@ -6,6 +6,7 @@ The table is a dict here (hashable, as Faust tables are): Progress only calls ``
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,7 +17,7 @@ from intervaltree import Interval, IntervalTree
 
 from duoli.account import AccountState
 from duoli.events import parse_event
-from streams._faust_compat import guard_commit_head, missing_head
+from streams._faust_compat import guard_commit_head, ignore_offset_jumps, missing_head
 from streams.processing import Batch, redelivered
 from streams.progress import Progress, end_offsets, settle_applied_heads
 
@@ -165,6 +166,19 @@ def test_offsets_applied_before_a_move_that_never_came_again_are_acknowledged() 
     assert faust_commit_offset(consumer) is None  # the guard waits for 10, which never comes
     settle_applied_heads(consumer, Progress(Table({"t:0": 15})), {"t"})
     assert faust_commit_offset(consumer) == 15
+
+
+def test_offsets_faust_skipped_over_are_not_committed_before_they_are_applied() -> None:
+    """Faust's read offset jumped from 10 to 14 (11 to 13 were lost on the way, to be
+    fetched again): the commit stops at 11 until they come back and are acknowledged."""
+    consumer = moved_partition(acked=[10, 14, 15], committed=10)
+    ignore_offset_jumps()
+    asyncio.run(Consumer._add_gap(consumer, TP("t", 0), 11, 13))
+    tp = TP("t", 0)
+    assert faust_commit_offset(consumer) == 11
+    consumer._committed_offset[tp] = 11
+    consumer._acked[tp] += [11, 12, 13]
+    assert faust_commit_offset(consumer) == 16
 
 
 def test_a_lost_offset_not_yet_applied_is_left_to_the_refetch() -> None:
