@@ -149,14 +149,10 @@ def _sorted_out(progress: Progress, batch: Batch, events: list[Any]) -> tuple[li
     from a quiet run's)."""
     applied, settled = [], []
     for event in events:
-        topic, partition, offset = (
-            event.message.topic,
-            event.message.partition,
-            event.message.offset,
-        )
-        if progress.admit(batch, topic, partition, offset):
+        where = (event.message.topic, event.message.partition, event.message.offset)
+        if progress.admit(batch, *where):
             applied.append(event)
-        elif progress.ahead(batch, topic, partition, offset):
+        elif progress.ahead(batch, *where):
             continue
         settled.append(event)
     return applied, settled

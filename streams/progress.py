@@ -59,8 +59,8 @@ class Progress:
         self.table = table
         self.gaps: dict[tuple[str, int], float] = {}  # -> when it was last fetched again
         self.attempts: dict[tuple[str, int], int] = {}  # -> times it was fetched again
-        self.behind: dict[tuple[str, int], tuple[int, bool]] = {}  # -> (next offset,
-        # whether Faust had delivered it) at the last check
+        # at the last check: its next offset, and whether Faust had delivered it
+        self.behind: dict[tuple[str, int], tuple[int, bool]] = {}
         self.still_since: dict[tuple[str, int], float] = {}  # -> when that offset was first seen
         self.busy: dict[tuple[str, int], int] = {}  # -> batches in progress holding it
         self.idle_since: dict[tuple[str, int], float] = {}  # -> when its last batch ended
