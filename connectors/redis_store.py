@@ -25,7 +25,7 @@ from redis import exceptions as redis_errors
 
 from duoli.errors import StoreError
 
-__all__ = ["RedisStore", "RedisWrites", "encode_alert"]
+__all__ = ["RedisStore", "RedisWrites", "encode_alert", "glob_escape"]
 
 Value = str | int | float
 Fields = Mapping[str, Value]
@@ -67,6 +67,15 @@ def encode_alert(alert: Mapping[str, Any]) -> str:
     '{"alert_id":"a1","severity":"high"}'
     """
     return json.dumps(alert, sort_keys=True, separators=(",", ":"))
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a ``SCAN MATCH`` pattern.
+
+    >>> glob_escape("duoli*[1]")
+    'duoli\\\\*\\\\[1\\\\]'
+    """
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
 def redact(url: str) -> str:

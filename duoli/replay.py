@@ -24,13 +24,17 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+import redis
+
 from connectors.broker import EmbeddedBroker
 from connectors.kafka_admin import broadcast, consume_all, produce, wait_until_consumed
+from connectors.redis_store import glob_escape
 from duoli.account import DAY
 from duoli.errors import BrokerError
 from duoli.events import event_time
 from duoli.processes import WorkerProcess
 from duoli.settings import Settings
+from streams.processing import merchant_hash
 from streams.topics import TopicNames
 from streams.worker import prepare_topics
 
@@ -116,7 +120,8 @@ def replay(
         summary.seconds = round(time.monotonic() - started, 3)
         _collect(url, names, summary, scores_out)
         _collect_decisions(url, names, summary, decisions_out)
-        return summary
+    _drop_merchant_buckets(run_settings)
+    return summary
 
 
 def feed_by_day(
@@ -188,6 +193,16 @@ def _collect_decisions(
         key = ("effective_at", "account_id", "decision_id")
         ordered = sorted(decisions, key=lambda record: tuple(record[name] for name in key))
         decisions_out.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered))
+
+
+def _drop_merchant_buckets(settings: Settings) -> None:
+    """The run's merchant buckets in Redis are its workers' working state, kept apart
+    from every other run's (``merchant_hash``): nothing reads them once the run is over."""
+    pattern = glob_escape(f"{settings.redis_prefix}:{merchant_hash(settings.topic_prefix, '')}")
+    with redis.Redis.from_url(settings.redis_url) as client:
+        keys = list(client.scan_iter(match=f"{pattern}*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 def _unique(records: list[Record], id_field: str) -> list[dict[str, Any]]:

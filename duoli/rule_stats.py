@@ -37,6 +37,7 @@ from typing import Any, Final
 import redis
 from redis import exceptions as redis_errors
 
+from connectors.redis_store import glob_escape
 from duoli.errors import StoreError
 from duoli.scoring import iso
 
@@ -192,13 +193,9 @@ def read_rule_stats(
 
 def _rule_hashes(client: redis.Redis, prefix: str) -> Iterator[tuple[str, dict[str, str]]]:
     start = f"{prefix}:{CLOCKS_KEY}:"
-    keys = sorted(client.scan_iter(match=f"{_glob_escape(start)}*", count=1000))
+    keys = sorted(client.scan_iter(match=f"{glob_escape(start)}*", count=1000))
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.hgetall(key)
     for key, fields in zip(keys, pipe.execute(), strict=True):
         yield key[len(start) :], fields
-
-
-def _glob_escape(text: str) -> str:
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)

@@ -92,6 +92,14 @@ def training_records(partition: int, items: list[list[Any]], clock: float) -> li
     ]
 
 
+def merchant_hash(topic_prefix: str, merchant_id: str) -> str:
+    """Where a merchant's day buckets live in Redis: under its topics' prefix, since
+    workers read them back to score. A replay, or another replay beside it, has topics of
+    its own and must never read buckets another set of topics wrote (with one shared key,
+    two replays side by side gave different scores)."""
+    return f"merchant:{topic_prefix}:{merchant_id}"
+
+
 def merchant_partition(merchant_id: str, partitions: int) -> int:
     """Where a merchant's facts go: any stable hash will do, as long as it never changes."""
     return zlib.crc32(merchant_id.encode()) % partitions
@@ -183,8 +191,9 @@ class MerchantCache:
 
     MAX_ENTRIES = 200_000
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, topic_prefix: str) -> None:
         self.store = store
+        self.topic_prefix = topic_prefix
         self.features: dict[tuple[str, int], dict[str, Any]] = {}
 
     async def prefetch(self, keys: Iterable[tuple[str, int]]) -> None:
@@ -195,7 +204,9 @@ class MerchantCache:
         if len(self.features) + len(missing) > self.MAX_ENTRIES:
             self.features.clear()  # bounded memory; this batch's keys are all read again
             missing = sorted(wanted)
-        hashes = await self.store.read_hashes([f"merchant:{merchant}" for merchant, _ in missing])
+        hashes = await self.store.read_hashes(
+            [merchant_hash(self.topic_prefix, merchant) for merchant, _ in missing]
+        )
         for (merchant, day), fields in zip(missing, hashes, strict=True):
             self.features[merchant, day] = merchant_features(
                 decode_buckets(fields.get("buckets")), day
@@ -412,9 +423,10 @@ class AccountProcessor:
 class MerchantProcessor:
     """Adds the merchant tallies to day buckets, and serves the buckets from Redis."""
 
-    def __init__(self, tables: Tables, topics: Topics) -> None:
+    def __init__(self, tables: Tables, topics: Topics, topic_prefix: str) -> None:
         self.tables = tables
         self.topics = topics
+        self.topic_prefix = topic_prefix
 
     def on_tallies(self, batch: Batch, raw: bytes, partition: int) -> None:
         """One record of [merchant, day, bucket] tallies, all of merchants of this partition."""
@@ -432,4 +444,5 @@ class MerchantProcessor:
     def end_batch(self, batch: Batch) -> None:
         for (table, merchant_id), (encoded, _) in batch.writes.items():
             if table is self.tables.merchants:
-                batch.redis.put_hash(f"merchant:{merchant_id}", {"buckets": encoded})
+                key = merchant_hash(self.topic_prefix, merchant_id)
+                batch.redis.put_hash(key, {"buckets": encoded})

@@ -32,6 +32,7 @@ from rules import load_rules
 from rules.control import Controls
 from streams.app import create_app
 from streams.models import ModelFollower
+from streams.processing import merchant_hash
 from streams.tables import define_tables
 from streams.topics import TopicNames
 
@@ -81,7 +82,10 @@ async def rebuild_redis(settings: Settings, url: str) -> Rebuilt:
             )
             for account_id, state in states.items()
         },
-        **{f"merchant:{merchant}": {"buckets": buckets} for merchant, buckets in merchants.items()},
+        **{
+            merchant_hash(settings.topic_prefix, merchant): {"buckets": buckets}
+            for merchant, buckets in merchants.items()
+        },
         CLOCKS_KEY: clock_fields(sorted(clocks.items())),
     }
     new_alerts = await _write(settings, alerts, hashes)

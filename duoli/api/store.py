@@ -25,7 +25,7 @@ from typing import Any, Final, cast
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from connectors.redis_store import redact
+from connectors.redis_store import glob_escape, redact
 from duoli.errors import StoreError
 from duoli.rule_stats import CLOCKS_KEY, rule_summary
 
@@ -222,7 +222,9 @@ class ApiStore:
         start = self.key(f"{CLOCKS_KEY}:")
         with _translated("cannot read the rule statistics"):
             clocks = cast(dict[str, str], await self._client.hgetall(self.key(CLOCKS_KEY)))
-            keys = sorted([key async for key in self._client.scan_iter(f"{_glob(start)}*", 1000)])
+            keys = sorted(
+                [key async for key in self._client.scan_iter(f"{glob_escape(start)}*", 1000)]
+            )
             pipe = self._client.pipeline(transaction=False)
             for key in keys:
                 pipe.hgetall(key)
@@ -247,7 +249,3 @@ def _alert_json(data: str) -> dict[str, Any]:
     if not isinstance(alert, dict):
         raise StoreError("an alert in Redis is not a JSON object")
     return alert
-
-
-def _glob(text: str) -> str:
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)

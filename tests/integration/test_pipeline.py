@@ -203,6 +203,7 @@ def test_a_replay_is_repeatable_and_redis_holds_no_duplicate_alert(
         stream = redis_client.xrange(f"{prefix}:alerts")
         ids = [fields["alert_id"] for _, fields in stream]
         assert len(ids) == len(set(ids)) == sum(first.alerts.values())
+        assert not list(redis_client.scan_iter(f"{prefix}:merchant:*"))  # each run's own, dropped
     finally:
         for key in redis_client.scan_iter(f"{prefix}:*"):
             redis_client.delete(key)

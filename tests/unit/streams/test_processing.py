@@ -119,34 +119,34 @@ def stored(*facts: MerchantFact) -> dict[str, str]:
 def store() -> FakeStore:
     return FakeStore(
         {
-            "merchant:m1": stored(
+            "merchant:live:m1": stored(
                 MerchantFact("m1", TODAY - 2, amount=40.0),
                 MerchantFact("m1", TODAY - 1, label=True),
                 MerchantFact("m1", TODAY, amount=999.0),
                 MerchantFact("m1", TODAY, label=True),
             ),
-            "merchant:m2": stored(MerchantFact("m2", TODAY - 1, amount=5.0)),
+            "merchant:live:m2": stored(MerchantFact("m2", TODAY - 1, amount=5.0)),
         }
     )
 
 
 def test_prefetch_reads_all_missing_merchants_in_one_call(store: FakeStore) -> None:
-    cache = MerchantCache(store)
+    cache = MerchantCache(store, "live")
     asyncio.run(cache.prefetch(iter([("m1", TODAY), ("m2", TODAY), ("m1", TODAY)])))
-    assert store.calls == [["merchant:m1", "merchant:m2"]]
+    assert store.calls == [["merchant:live:m1", "merchant:live:m2"]]
     assert cache.get("m2", TODAY)["merchant_amount_7d"] == 5.0
 
 
 def test_prefetch_reads_only_what_is_not_cached(store: FakeStore) -> None:
-    cache = MerchantCache(store)
+    cache = MerchantCache(store, "live")
     asyncio.run(cache.prefetch([("m1", TODAY)]))
     asyncio.run(cache.prefetch([("m1", TODAY), ("m2", TODAY)]))
     asyncio.run(cache.prefetch([("m2", TODAY), ("m1", TODAY)]))
-    assert store.calls == [["merchant:m1"], ["merchant:m2"]]
+    assert store.calls == [["merchant:live:m1"], ["merchant:live:m2"]]
 
 
 def test_features_use_only_the_days_before_the_events_day(store: FakeStore) -> None:
-    cache = MerchantCache(store)
+    cache = MerchantCache(store, "live")
     asyncio.run(cache.prefetch([("m1", TODAY), ("m1", TODAY + 1)]))
     today = cache.get("m1", TODAY)
     assert (today["merchant_tx_count_7d"], today["merchant_amount_7d"]) == (1, 40.0)
@@ -157,15 +157,15 @@ def test_features_use_only_the_days_before_the_events_day(store: FakeStore) -> N
 
 def test_features_once_read_do_not_change(store: FakeStore) -> None:
     """Day d's features depend only on closed days, so a later write must not move them."""
-    cache = MerchantCache(store)
+    cache = MerchantCache(store, "live")
     asyncio.run(cache.prefetch([("m2", TODAY)]))
-    store.hashes["merchant:m2"] = stored(MerchantFact("m2", TODAY - 1, amount=700.0))
+    store.hashes["merchant:live:m2"] = stored(MerchantFact("m2", TODAY - 1, amount=700.0))
     asyncio.run(cache.prefetch([("m2", TODAY)]))
     assert cache.get("m2", TODAY)["merchant_amount_7d"] == 5.0
 
 
 def test_an_unknown_merchant_has_empty_features(store: FakeStore) -> None:
-    cache = MerchantCache(store)
+    cache = MerchantCache(store, "live")
     asyncio.run(cache.prefetch([("new", TODAY)]))
     assert cache.get("new", TODAY) == {
         "merchant_tx_count_7d": 0,
@@ -184,8 +184,16 @@ def test_an_unknown_merchant_has_empty_features(store: FakeStore) -> None:
     }
 
 
+def test_buckets_of_other_topics_stay_unseen(store: FakeStore) -> None:
+    """A replay's workers read only what their own topics wrote, whatever else Redis holds."""
+    cache = MerchantCache(store, "replay-1")
+    asyncio.run(cache.prefetch([("m1", TODAY)]))
+    assert store.calls == [["merchant:replay-1:m1"]]
+    assert cache.get("m1", TODAY)["merchant_amount_7d"] == 0.0
+
+
 def test_a_full_cache_still_serves_every_key_of_the_batch(store: FakeStore) -> None:
-    cache = MerchantCache(store)
+    cache = MerchantCache(store, "live")
     cache.MAX_ENTRIES = 2  # the real limit is 200 000; the logic is the same
     asyncio.run(cache.prefetch([("m1", TODAY), ("m2", TODAY)]))
     asyncio.run(cache.prefetch([("m1", TODAY), ("m1", TODAY + 1)]))
