@@ -25,6 +25,7 @@ replay gives the same figures as live traffic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ __all__ = [
     "EMPTY_BUCKET",
     "MerchantFact",
     "add_bucket",
+    "add_exactly",
     "add_fact",
     "as_bucket",
     "decode_buckets",
@@ -44,6 +46,7 @@ __all__ = [
 
 Buckets = dict[int, list[float]]  # day -> [transactions, amount, labelled, frauds, excess]
 EMPTY_BUCKET = (0, 0.0, 0, 0, 0.0)
+SCALES = (1, 100, 1, 1, 1_000_000)  # the units each field adds up in: fen, millionths
 VOLUME_DAYS = 7
 LABEL_DAYS = 30
 KEEP_DAYS = LABEL_DAYS + 1
@@ -84,11 +87,27 @@ def as_bucket(fact: MerchantFact) -> list[float]:
     return [0, 0.0, 1, int(fact.label), 0.0]
 
 
+def add_exactly(bucket: list[float], increment: Sequence[float]) -> None:
+    """Add an increment to a bucket in place, on the grid of ``SCALES``: integer sums, so
+    the result does not depend on the order the facts come in (batches and partitions
+    interleave differently from run to run, and float sums in arrival order made two
+    replays of one file differ in the last digit, then in a rounded feature).
+
+    >>> bucket = [0, 0.0, 0, 0, 0.0]
+    >>> for amount in (0.1, 0.2, 0.3):
+    ...     add_exactly(bucket, [1, amount, 0, 0, 0.0])
+    >>> bucket[:2], 0.1 + 0.2 + 0.3
+    ([3, 0.6], 0.6000000000000001)
+    """
+    for index, (value, scale) in enumerate(zip(increment, SCALES, strict=True)):
+        total = round(bucket[index] * scale) + round(value * scale)
+        bucket[index] = total if scale == 1 else total / scale
+
+
 def add_bucket(buckets: Buckets, day: int, increment: list[float]) -> None:
     """Add an increment (one fact, or a batch's tally) to its day; forget days too old."""
     bucket = buckets[day] = _bucket(buckets, day)
-    for index, value in enumerate(increment):
-        bucket[index] += value
+    add_exactly(bucket, increment)
     for old in [old for old in buckets if old < day - KEEP_DAYS]:
         del buckets[old]
 

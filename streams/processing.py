@@ -29,6 +29,7 @@ from duoli.events import Event, Transaction, parse_event
 from duoli.merchant import (
     EMPTY_BUCKET,
     add_bucket,
+    add_exactly,
     as_bucket,
     decode_buckets,
     encode_buckets,
@@ -401,8 +402,7 @@ class AccountProcessor:
             batch.send(self.topics.names.decisions, key, decision, partition)
         for fact in outcome.merchant_facts:
             tally = self.tallies.setdefault((fact.merchant_id, fact.day), list(EMPTY_BUCKET))
-            for index, value in enumerate(as_bucket(fact)):
-                tally[index] += value
+            add_exactly(tally, as_bucket(fact))
         if outcome.account is not None:
             batch.redis.put_hash(f"account:{account_id}", outcome.account)
         if outcome.rule_activity is not None:

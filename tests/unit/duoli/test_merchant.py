@@ -2,9 +2,16 @@ from __future__ import annotations
 
 import math
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from duoli.merchant import (
+    EMPTY_BUCKET,
     MerchantFact,
+    add_bucket,
+    add_exactly,
     add_fact,
+    as_bucket,
     decode_buckets,
     encode_buckets,
     excess,
@@ -61,3 +68,33 @@ def test_a_bucket_stored_before_excess_existed_reads_its_excess_as_zero():
     assert buckets[99] == [5, 110.0, 1, 1, 2.0]
     facts = merchant_features(decode_buckets('{"99": [4, 100.0, 1, 1]}'), today=100)
     assert (facts["merchant_tx_count_1d"], facts["merchant_excess_3d"]) == (4, 0.0)
+
+
+sales = st.lists(
+    st.builds(
+        MerchantFact,
+        merchant_id=st.just("m"),
+        day=st.integers(100, 102),
+        amount=st.floats(0.01, 50_000, allow_nan=False),
+        excess=st.floats(0, 4, allow_nan=False),
+    ),
+    max_size=40,
+)
+
+
+@given(sales, st.randoms(use_true_random=False), st.integers(1, 5))
+def test_buckets_do_not_depend_on_the_order_or_batching_of_the_facts(facts, random, batches):
+    """Workers tally a batch's facts, and the merchant agent adds the tallies, in whatever
+    order the partitions' batches come: the stored buckets must come out the same."""
+    one_by_one: dict[int, list[float]] = {}
+    for fact in facts:
+        add_fact(one_by_one, fact)
+    shuffled = random.sample(facts, len(facts))
+    tallied: dict[int, list[float]] = {}
+    for start in range(batches):
+        tallies: dict[int, list[float]] = {}
+        for fact in shuffled[start::batches]:
+            add_exactly(tallies.setdefault(fact.day, list(EMPTY_BUCKET)), as_bucket(fact))
+        for day, tally in tallies.items():
+            add_bucket(tallied, day, tally)
+    assert encode_buckets(tallied) == encode_buckets(one_by_one)
