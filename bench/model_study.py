@@ -75,7 +75,7 @@ def rows_and_labels(folder: Path) -> tuple[list[Row], dict[str, tuple[float, boo
             if isinstance(event, Transaction):
                 merchant = merchant_features(buckets.get(event.merchant_id, {}), day_of(event.at))
             engine.check(state, event, clock)
-            outcome = engine.handle(state, event, merchant)
+            outcome = engine.handle(state, event, merchant, clock)
         except InvalidEvent:
             continue
         clock = max(clock, event.at)

@@ -261,7 +261,7 @@ class _Replay:
         self.engine.check(state, event, self.clock)
         self.states[event.account_id] = state
         try:
-            outcome = self.engine.handle(state, event, self._merchant(event))
+            outcome = self.engine.handle(state, event, self._merchant(event), self.clock)
         except Exception as exc:  # as live: dead-letter it and go on
             raise InvalidEvent("processing_error", f"{type(exc).__name__}: {exc}") from exc
         for fact in outcome.merchant_facts:

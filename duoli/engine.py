@@ -135,17 +135,27 @@ class AccountEngine:
             )
 
     def handle(
-        self, state: AccountState, event: Event, merchant: dict[str, Any] | None = None
+        self,
+        state: AccountState,
+        event: Event,
+        merchant: dict[str, Any] | None = None,
+        clock: float = 0.0,
     ) -> Outcome:
-        """Score (transactions), alert, then apply the event to the state."""
+        """Score (transactions), alert, then apply the event to the state.
+
+        ``clock`` is the event-time clock of the event's partition. A merchant fact counts
+        on the day it became known, the later of the clock's, the account's and the event's:
+        a late event of yesterday must not change a day whose merchant features some other
+        account has already read today."""
         outcome = Outcome()
         hits: list[RuleHit] = []
+        known_day = day_of(max(state.latest_at, event.at, clock))
         if isinstance(event, Transaction):
-            hits = self._score(state, event, merchant, outcome)
+            hits = self._score(state, event, merchant, outcome, known_day)
         elif isinstance(event, Repayment):
             hits = self._check_repayment(state, event, outcome)
         elif isinstance(event, FraudLabel):
-            outcome.merchant_facts.extend(_label_fact(state, event))
+            outcome.merchant_facts.extend(_label_fact(state, event, known_day))
             outcome.rule_activity = _fraud_credit(state, event)
             outcome.training.append(("label", event.transaction_id, event.at, event.is_fraud))
         open_bills = set(state.installments)
@@ -237,17 +247,20 @@ class AccountEngine:
         return ("bill", bill_id, defaults_at, pack(facts, PD_FEATURES))
 
     def _score(
-        self, state: AccountState, event: Transaction, merchant: Any, outcome: Outcome
-    ) -> list[RuleHit]:
+        self, state: AccountState, event: Transaction, merchant: Any, outcome: Outcome,
+        known_day: int,
+    ) -> list[RuleHit]:  # fmt: skip
         controls = self.controls  # one read: a swap lands between events, never within
         facts = outcome.facts = transaction_features(state, event, merchant, self.grace)
         evaluation = controls.ruleset.evaluate(facts, "transaction", controls.lists, event.at)
         hits, snoozed = _unsnoozed(controls, evaluation.hits, event)
         by_rules = rules_score(hit for hit in hits if hit.mode == "active" and hit.kind == "fraud")
         outcome.rule_activity = _activity(event.at, hits, snoozed, evaluation, transaction=True)
-        day = day_of(max(state.latest_at, event.at))
         sale = MerchantFact(
-            event.merchant_id, day, event.amount, excess=excess(event.kind, facts["amount_zscore"])
+            event.merchant_id,
+            known_day,
+            event.amount,
+            excess=excess(event.kind, facts["amount_zscore"]),
         )
         outcome.merchant_facts.append(sale)
         if self.rules_only:
@@ -345,13 +358,12 @@ def _bill_id(state: AccountState, installment_id: str) -> str:
     return f"{state.account_id}|{installment_id}"
 
 
-def _label_fact(state: AccountState, event: FraudLabel) -> list[MerchantFact]:
+def _label_fact(state: AccountState, event: FraudLabel, known_day: int) -> list[MerchantFact]:
     """A label counts for the merchant of its transaction, if that is still in the history."""
     index = state.find_transaction(event.transaction_id)
     if index is None:
         return []
-    day = day_of(max(state.latest_at, event.at))
-    return [MerchantFact(state.tx_merchants[index], day, label=event.is_fraud)]
+    return [MerchantFact(state.tx_merchants[index], known_day, label=event.is_fraud)]
 
 
 def _summary(facts: dict[str, Any]) -> dict[str, Any]:

@@ -353,7 +353,7 @@ class AccountProcessor:
         self.engine.check(state, event, self.clock(partition))
         merchant_key = self.merchant_key(event)
         merchant = self.merchants.get(*merchant_key) if merchant_key else None
-        outcome = self.engine.handle(state, event, merchant)
+        outcome = self.engine.handle(state, event, merchant, self.clock(partition))
         state.partition, state.last_offset = partition, max(offset, state.last_offset)
         known_at = max(self.clock(partition), event.at)
         items = self.training.setdefault(partition, [])

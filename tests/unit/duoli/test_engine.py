@@ -551,6 +551,18 @@ def test_a_transaction_counts_for_its_merchant_on_its_day(
     assert day_of(event.at) == epoch_day("2026-03-05")
 
 
+def test_a_late_transaction_counts_for_its_merchant_on_the_day_it_became_known(
+    engine: AccountEngine, parsed: Parsed
+) -> None:
+    """Once its partition's clock is past midnight, yesterday's features of the merchant
+    may already have been read: the late sale counts today, so a replay never depends on
+    which came first."""
+    late = parsed("transaction", merchant_id="m-7", occurred_at="2026-03-05T23:48:22Z")
+    clock = datetime.fromisoformat("2026-03-06T00:30:00+00:00").timestamp()
+    outcome = engine.handle(engine.new_state("acc-1"), late, None, clock)
+    assert [fact.day for fact in outcome.merchant_facts] == [epoch_day("2026-03-06")]
+
+
 @pytest.mark.parametrize("is_fraud", [True, False])
 def test_a_label_counts_for_the_labelled_transactions_merchant(
     engine: AccountEngine, parsed: Parsed, is_fraud: bool
