@@ -3,8 +3,7 @@
 The file is fed one event-time day at a time. After each day the replay waits until the
 workers have committed every event and every merchant fact of it, because scoring on
 day ``d`` reads merchant features of the days before ``d``: with the barrier, each
-replay of the same file produces the same score records on a quiet machine (on a loaded
-one not always yet: see Known limits in the README).
+replay of the same file produces the same score records, however loaded the machine.
 
 Before each day, every partition's clock is moved to its midnight (a tick, as a quiet
 partition gets live), so the trainer can close the day before; the workers wait for that
