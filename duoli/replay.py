@@ -105,6 +105,7 @@ def replay(
     with ExitStack() as stack:
         url = settings.kafka_url or stack.enter_context(EmbeddedBroker()).url
         prepare_topics(run_settings, url)
+        stack.callback(_drop_merchant_buckets, run_settings)  # once the workers have stopped
         env = _worker_env(run_settings)
         running = [
             stack.enter_context(
@@ -119,8 +120,7 @@ def replay(
         summary.seconds = round(time.monotonic() - started, 3)
         _collect(url, names, summary, scores_out)
         _collect_decisions(url, names, summary, decisions_out)
-    _drop_merchant_buckets(run_settings)
-    return summary
+        return summary
 
 
 def feed_by_day(
