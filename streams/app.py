@@ -20,7 +20,7 @@ from rules.control import Controls
 from streams._faust_compat import cap_fetch_wait, guard_commit_head, ignore_offset_jumps
 from streams.agents import register_agents
 from streams.control import ControlFollower
-from streams.elected import ElectedProcess
+from streams.elected import WRITER_NICENESS, ElectedProcess
 from streams.ledger import LedgerWriter
 from streams.models import ModelFollower
 from streams.processing import AccountProcessor, MerchantCache, MerchantProcessor
@@ -103,6 +103,17 @@ def create_app(settings: Settings, broker_url: str) -> faust.App:
     )
 
 
+def trainer_niceness(settings: Settings) -> int:
+    """How much lower than the worker's the trainer's priority is. A worker that waits for
+    each day's model version (a replay) has the trainer on its path: lowered, it starved
+    behind other work on a busy machine, and the replay's day ran out of time.
+
+    >>> [trainer_niceness(Settings(model_wait_seconds=wait)) for wait in (0, 120)]
+    [10, 0]
+    """
+    return 0 if settings.model_wait_seconds > 0 else WRITER_NICENESS
+
+
 def build_app(settings: Settings, broker_url: str) -> faust.App:
     """The whole worker: topics, tables, processors, agents, timers, the Redis store and the
     control follower; the agents wait until Redis answers and the control topic is read."""
@@ -122,7 +133,10 @@ def build_app(settings: Settings, broker_url: str) -> faust.App:
     progress = Progress(tables.progress)
     redis = RedisLifecycle(store)
     control = ControlFollower(broker_url, topics.names.control, engine, file_rules.rules)
-    trainer = ElectedProcess(TrainerWriter(broker_url, topics.names, trainer_config(settings)))
+    trainer = ElectedProcess(
+        TrainerWriter(broker_url, topics.names, trainer_config(settings)),
+        trainer_niceness(settings),
+    )
     ledger = ElectedProcess(LedgerWriter(broker_url, topics.names, settings.partitions))
     metrics = WorkerMetrics()
 

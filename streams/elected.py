@@ -54,7 +54,8 @@ RESTART_SECONDS = 5.0
 FORK_SERVER_PRELOAD = ["streams.app"]
 LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"  # as the worker's
 # A writer's work may lag seconds behind without harm, a score may not: when the cores are
-# all busy, the kernel gives the writers about a tenth of the share of the worker.
+# all busy, the kernel gives the writers about a tenth of the share of the worker (unless
+# the worker waits for the writer: see ``trainer_niceness`` in streams/app.py).
 WRITER_NICENESS = 10
 
 
@@ -102,9 +103,12 @@ class ElectedProcess(Service):
     """In the worker: keeps the writer's process running while this worker is the owner,
     and none while it is not."""
 
-    def __init__(self, writer: SingleWriter, **kwargs: Any) -> None:
+    def __init__(
+        self, writer: SingleWriter, niceness: int = WRITER_NICENESS, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.writer = writer
+        self.niceness = niceness
         self.wanted = False
         self.process: BaseProcess | None = None
 
@@ -138,7 +142,7 @@ class ElectedProcess(Service):
     def _start(self) -> BaseProcess:
         level = logging.getLogger().getEffectiveLevel()
         process = _fork_server().Process(
-            target=run_writer, args=(self.writer, level), name=self.writer.role
+            target=run_writer, args=(self.writer, level, self.niceness), name=self.writer.role
         )
         process.start()
         log.info("%s process %d started", self.writer.role, process.pid)
@@ -173,10 +177,10 @@ def _fork_server() -> ForkServerContext:
     return multiprocessing.get_context("forkserver")
 
 
-def run_writer(writer: SingleWriter, level: int) -> None:
+def run_writer(writer: SingleWriter, level: int, niceness: int) -> None:
     """The writer process: runs until SIGTERM (its clients closed), or its worker is gone."""
     logging.basicConfig(level=level, format=LOG_FORMAT)
-    os.nice(WRITER_NICENESS)
+    os.nice(niceness)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops it
     threading.Thread(target=_exit_with_worker, daemon=True).start()
     calm_garbage_collector()

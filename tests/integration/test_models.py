@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -138,7 +139,7 @@ def test_a_killed_trainer_process_is_started_again_and_learning_goes_on(pipeline
     running = pipeline(workers=1, **MODELS)
     running.feed_by_day(events[:half])
     [worker] = running.workers
-    [learning] = _trainer_processes(worker)
+    [learning] = _writer_processes(worker, "trainer")
     assert learning in descendants_of(worker.pid)
     os.kill(learning, signal.SIGKILL)
     running.feed_by_day(events[half:])
@@ -146,7 +147,7 @@ def test_a_killed_trainer_process_is_started_again_and_learning_goes_on(pipeline
     after = _status_through(running, "2026-01-24")
     assert _learned_labels(after) == _labels_known_before(events, "2026-01-24T00:00:00Z")
     assert "the trainer process died" in _log(worker) and worker.alive()
-    assert len(_trainer_processes(worker)) == 2  # a new one
+    assert len(_writer_processes(worker, "trainer")) == 2  # a new one
 
 
 def test_after_a_whole_restart_the_models_come_back_and_learning_goes_on(pipeline):
@@ -171,25 +172,26 @@ def test_after_a_whole_restart_the_models_come_back_and_learning_goes_on(pipelin
 
 
 def test_a_workers_writers_yield_the_cores_to_it_and_end_with_it(pipeline):
-    """Its writers fork from a server of its own, at a lower priority than the worker's;
-    all of them end with the worker."""
+    """Its writers fork from a server of its own, at a lower priority than the worker's,
+    but for the trainer of a worker that waits for the day's model version (as here, and
+    in a replay); all of them end with the worker."""
     running = pipeline(workers=1, **MODELS)
     [worker] = running.workers
-    assert wait_for(lambda: _trainer_processes(worker), timeout=60)
-    [trainer] = _trainer_processes(worker)
+    assert wait_for(lambda: _writer_processes(worker, "ledger writer"), timeout=60)
+    [trainer] = _writer_processes(worker, "trainer")
+    [ledger] = _writer_processes(worker, "ledger writer")
     started = descendants_of(worker.pid)
-    assert trainer in started and len(started) >= 3  # the server, the trainer, the ledger's
-    niceness = os.getpriority(os.PRIO_PROCESS, trainer) - os.getpriority(
-        os.PRIO_PROCESS, worker.pid
-    )
-    assert niceness == WRITER_NICENESS
+    assert {trainer, ledger} <= set(started) and len(started) >= 3  # and the fork server
+    priority = partial(os.getpriority, os.PRIO_PROCESS)
+    assert priority(ledger) - priority(worker.pid) == WRITER_NICENESS
+    assert priority(trainer) == priority(worker.pid)
     worker.stop()
     assert wait_for(lambda: all(map(gone, started)), timeout=15)
 
 
-def _trainer_processes(worker: WorkerProcess) -> list[int]:
-    """The trainer processes the worker has started, as its log names them."""
-    return [int(pid) for pid in re.findall(r"trainer process (\d+) started", _log(worker))]
+def _writer_processes(worker: WorkerProcess, role: str) -> list[int]:
+    """The writer processes of that role the worker has started, as its log names them."""
+    return [int(pid) for pid in re.findall(rf"{role} process (\d+) started", _log(worker))]
 
 
 def _log(worker: WorkerProcess) -> str:
