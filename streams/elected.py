@@ -180,7 +180,7 @@ def _fork_server() -> ForkServerContext:
 def run_writer(writer: SingleWriter, level: int, niceness: int) -> None:
     """The writer process: runs until SIGTERM (its clients closed), or its worker is gone."""
     logging.basicConfig(level=level, format=LOG_FORMAT)
-    os.nice(niceness)
+    log.info("%s process running at niceness %d", writer.role, os.nice(niceness))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops it
     threading.Thread(target=_exit_with_worker, daemon=True).start()
     calm_garbage_collector()

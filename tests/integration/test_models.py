@@ -177,7 +177,7 @@ def test_a_workers_writers_yield_the_cores_to_it_and_end_with_it(pipeline):
     in a replay); all of them end with the worker."""
     running = pipeline(workers=1, **MODELS)
     [worker] = running.workers
-    assert wait_for(lambda: _writer_processes(worker, "ledger writer"), timeout=60)
+    assert wait_for(lambda: _log(worker).count("process running at niceness") == 2, timeout=60)
     [trainer] = _writer_processes(worker, "trainer")
     [ledger] = _writer_processes(worker, "ledger writer")
     started = descendants_of(worker.pid)
